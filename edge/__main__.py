@@ -1,0 +1,5 @@
+"""Allow ``python -m edge``."""
+
+from edge.ops.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,122 @@
+"""Load the appliance config from YAML, with errors that name file, line and field."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from edge.config.checks import cross_check
+from edge.config.models import AppConfig
+from edge.errors import ConfigError, ConfigProblem
+
+ENV_CONFIG = "SHELFEDGE_CONFIG"
+
+
+def _node_line(root: yaml.Node | None, path: Sequence[str | int]) -> int | None:
+    """1-based line of the deepest YAML node reachable along ``path``."""
+    node = root
+    line = None if node is None else node.start_mark.line + 1
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for key, value in node.value:
+                if key.value == str(part):
+                    nxt = value
+                    line = key.start_mark.line + 1
+                    break
+            if nxt is None:
+                break
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _explain(err: dict[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown field (typo?); see `shelfedge config schema` for the allowed fields"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "string_type" and isinstance(err.get("input"), int | float):
+        return "expected a string; put the value in quotes (YAML read it as a number)"
+    msg = str(err.get("msg", "invalid value"))
+    ctx = err.get("ctx") or {}
+    if kind == "string_pattern_mismatch" and "pattern" in ctx:
+        return f"does not match the expected form {ctx['pattern']}"
+    if kind == "literal_error" and "expected" in ctx:
+        return f"expected one of {ctx['expected']}"
+    return msg
+
+
+def parse_config(text: str, source: str = "<string>") -> AppConfig:
+    """Parse and validate config text; raise ConfigError naming every problem."""
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [ConfigProblem("", f"not valid YAML: {problem}", line)]) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(source, [ConfigProblem("", "expected a mapping at the top level", 1)])
+    try:
+        cfg = AppConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function"))]
+            # Discriminated unions add the tag to the location; it is not a YAML key.
+            loc = [p for p in loc if p not in ("ibeacon", "eddystone_uid", "altbeacon")]
+            field = ".".join(str(p) for p in loc)
+            problems.append(ConfigProblem(field, _explain(dict(err)), _node_line(root, loc)))
+        raise ConfigError(source, problems) from None
+    findings = cross_check(cfg)
+    if findings:
+        raise ConfigError(
+            source,
+            [
+                ConfigProblem(".".join(str(p) for p in path), msg, _node_line(root, path))
+                for path, msg in findings
+            ],
+        )
+    if not cfg.state_dir.is_absolute() and source != "<string>":
+        cfg = cfg.model_copy(update={"state_dir": (Path(source).parent / cfg.state_dir)})
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str]) -> AppConfig:
+    """Read and validate a config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(p), [ConfigProblem("", f"cannot read file: {exc.strerror}")]) from exc
+    return parse_config(text, str(p))
+
+
+def config_hash(cfg: AppConfig) -> str:
+    """Short, stable hash of the effective config (published in the device state)."""
+    blob = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the config file, as committed under firmware_configs/schema/."""
+    schema = AppConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://shelfedge.invalid/schema/appliance-config.json"
+    return schema

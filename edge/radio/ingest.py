@@ -1,0 +1,202 @@
+"""Turn raw inputs (BLE advertisements, app sighting messages) into sightings.
+
+This is the privacy boundary's first gate: anything that is not a verified token frame of
+an opted-in phone, or a known reference beacon, is dropped here and only counted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from edge.config.models import AltBeaconId, AppConfig, EddystoneUidId, IBeaconId
+from edge.errors import FrameError
+from edge.events import Advertisement, BeaconSighting, Sighting, SightingSource
+from edge.radio import frames
+from edge.radio.keys import DayKeys
+
+_LOGGER = logging.getLogger(__name__)
+
+BeaconKey = tuple[str, ...]
+
+
+class _AppIBeacon(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["ibeacon"]
+    uuid: str
+    major: int = Field(ge=0, le=65535)
+    minor: int = Field(ge=0, le=65535)
+
+
+class _AppEddystone(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["eddystone_uid"]
+    namespace: str
+    instance: str
+
+
+class _AppAltBeacon(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["altbeacon"]
+    beacon_id: str
+
+
+class AppSighting(BaseModel):
+    """One app-reported sighting (BRIEF §6), exactly as the store app sends it."""
+
+    model_config = ConfigDict(extra="forbid")
+    frame: str = Field(pattern=r"^[0-9a-fA-F]{42}$")
+    beacon: _AppIBeacon | _AppEddystone | _AppAltBeacon = Field(discriminator="kind")
+    rssi: int = Field(ge=-127, le=20)
+    ts: float
+
+
+_APP_BATCH = TypeAdapter(list[AppSighting] | AppSighting)
+
+
+def beacon_key(identity: Any) -> BeaconKey:
+    """Lookup key of a beacon identity (config model, decoded frame or app report)."""
+    kind = getattr(identity, "kind", None)
+    if isinstance(identity, IBeaconId | frames.IBeacon) or kind == "ibeacon":
+        return ("ibeacon", identity.uuid.lower(), str(identity.major), str(identity.minor))
+    if isinstance(identity, EddystoneUidId | frames.EddystoneUid) or kind == "eddystone_uid":
+        return ("eddystone_uid", identity.namespace.lower(), identity.instance.lower())
+    if isinstance(identity, AltBeaconId | frames.AltBeacon) or kind == "altbeacon":
+        return ("altbeacon", identity.beacon_id.lower())
+    raise TypeError(f"not a beacon identity: {type(identity).__name__}")
+
+
+@dataclass(slots=True)
+class IngestCounters:
+    """Counts of what the ingest gate passed and dropped (health, never per phone)."""
+
+    adverts: int = 0
+    tokens: int = 0
+    beacons: int = 0
+    dropped_not_ours: int = 0
+    dropped_unverified: int = 0
+    dropped_malformed: int = 0
+    dropped_unknown_beacon: int = 0
+    app_messages: int = 0
+    app_invalid: int = 0
+    by_source: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for the device state."""
+        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+
+
+class Ingest:
+    """Decode, verify and resolve raw inputs into sighting events."""
+
+    def __init__(self, cfg: AppConfig, keys: DayKeys) -> None:
+        self.keys = keys
+        self.counters = IngestCounters()
+        self._tz = ZoneInfo(cfg.timezone)
+        self._svc_key = frames.uuid16_key(cfg.radio.token_service_uuid)
+        self._company = cfg.radio.token_company_id
+        self._accept_sd = cfg.radio.accept in ("both", "service_data")
+        self._accept_md = cfg.radio.accept in ("both", "manufacturer_data")
+        self._eddystone_key = frames.uuid16_key(frames.EDDYSTONE_UUID16)
+        self._beacons: dict[BeaconKey, str] = {
+            beacon_key(b.identity): b.id for b in cfg.store.beacons
+        }
+        self._day_cache: tuple[int, dt.date] = (-1, dt.date.min)
+
+    def local_date(self, ts: float) -> dt.date:
+        """The site's local date at ``ts`` (cached per hour; key days follow it)."""
+        hour = int(ts // 3600)
+        if self._day_cache[0] != hour:
+            self._day_cache = (hour, dt.datetime.fromtimestamp(ts, self._tz).date())
+        return self._day_cache[1]
+
+    def _token_sighting(
+        self, payload: bytes, anchor: str, rssi: int, ts: float, source: SightingSource
+    ) -> Sighting | None:
+        try:
+            frame = frames.parse_token(payload)
+        except FrameError:
+            self.counters.dropped_malformed += 1
+            return None
+        if not self.keys.verify(frame, self.local_date(ts)):
+            self.counters.dropped_unverified += 1
+            return None
+        self.counters.tokens += 1
+        return Sighting(frame.rpi, frame.tier, anchor, rssi, ts, source)
+
+    def advertisement(self, adv: Advertisement) -> Sighting | BeaconSighting | None:
+        """One BLE advertisement → token sighting, beacon sighting or None (dropped)."""
+        self.counters.adverts += 1
+        sd = adv.service_data
+        md = adv.manufacturer_data
+        if self._accept_sd and self._svc_key in sd:
+            return self._token_sighting(
+                sd[self._svc_key], adv.receiver, adv.rssi, adv.ts, SightingSource.BLE
+            )
+        if self._accept_md and self._company in md:
+            payload = md[self._company]
+            if len(payload) == frames.TOKEN_FRAME_LEN:
+                return self._token_sighting(
+                    payload, adv.receiver, adv.rssi, adv.ts, SightingSource.BLE
+                )
+        beacon: frames.BeaconFrame | None = None
+        try:
+            if frames.APPLE_COMPANY_ID in md:
+                beacon = frames.parse_ibeacon(md[frames.APPLE_COMPANY_ID])
+            if beacon is None and self._eddystone_key in sd:
+                beacon = frames.parse_eddystone_uid(sd[self._eddystone_key])
+            if beacon is None:
+                for company, payload in md.items():
+                    beacon = frames.parse_altbeacon(company, payload)
+                    if beacon is not None:
+                        break
+        except FrameError:
+            self.counters.dropped_malformed += 1
+            return None
+        if beacon is None:
+            self.counters.dropped_not_ours += 1
+            return None
+        beacon_id = self._beacons.get(beacon_key(beacon))
+        if beacon_id is None:
+            self.counters.dropped_unknown_beacon += 1
+            return None
+        self.counters.beacons += 1
+        return BeaconSighting(beacon_id, adv.receiver, adv.rssi, adv.ts)
+
+    def app_payload(self, payload: bytes | str, sink: Callable[[Sighting], None]) -> int:
+        """Validate an app sighting message (one object or a batch); emit sightings."""
+        try:
+            parsed = _APP_BATCH.validate_json(payload)
+        except ValidationError as exc:
+            self.counters.app_invalid += 1
+            # The message may contain a token: log only the error kinds and places.
+            where = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['type']}" for e in exc.errors()[:3]
+            )
+            _LOGGER.debug("invalid app sighting message dropped (%s)", where)
+            return 0
+        items = parsed if isinstance(parsed, list) else [parsed]
+        emitted = 0
+        for item in items:
+            self.counters.app_messages += 1
+            beacon_id = self._beacons.get(beacon_key(item.beacon))
+            if beacon_id is None:
+                self.counters.dropped_unknown_beacon += 1
+                continue
+            s = self._token_sighting(
+                bytes.fromhex(item.frame), beacon_id, item.rssi, item.ts, SightingSource.APP
+            )
+            if s is not None:
+                sink(s)
+                emitted += 1
+        return emitted
+
+    def known_beacons(self) -> Mapping[BeaconKey, str]:
+        """Beacon identity key → configured beacon id."""
+        return self._beacons
