@@ -76,6 +76,7 @@ class PresenceEvent:
     dwell_s: float
     pace_per_min: float
     ts: float
+    previous_dwell_s: float = 0.0  # time spent in previous_zone (ENTER only)
 
 
 @dataclass(frozen=True, slots=True)

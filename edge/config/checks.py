@@ -61,6 +61,13 @@ def cross_check(cfg: AppConfig) -> list[tuple[Path, str]]:
         out.append((("radio", "receiver"), f"unknown receiver {cfg.radio.receiver!r}"))
     if cfg.display.screen is not None and cfg.display.screen not in screen_ids:
         out.append((("display", "screen"), f"unknown screen {cfg.display.screen!r}"))
+    if cfg.presence.token_ttl_s > cfg.privacy.raw_retention_s:
+        out.append(
+            (
+                ("presence", "token_ttl_s"),
+                f"must not exceed privacy.raw_retention_s ({cfg.privacy.raw_retention_s} s)",
+            )
+        )
     w, d = store.size
     for zi, zone in enumerate(store.zones):
         x, y, zw, zd = zone.rect

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -44,10 +45,31 @@ def _node_line(root: yaml.Node | None, path: Sequence[str | int]) -> int | None:
     return line
 
 
-def _explain(err: dict[str, Any]) -> str:
+def _allowed_fields(loc: Sequence[str | int]) -> list[str]:
+    """Field names allowed where ``loc`` points (for 'did you mean' hints)."""
+    model: Any = AppConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        for arg in (ann, *getattr(ann, "__args__", ())):
+            if hasattr(arg, "model_fields"):
+                model = arg
+                break
+        else:
+            return []
+    return list(getattr(model, "model_fields", {}))
+
+
+def _explain(err: dict[str, Any], loc: Sequence[str | int]) -> str:
     kind = err.get("type", "")
     if kind == "extra_forbidden":
-        return "unknown field (typo?); see `shelfedge config schema` for the allowed fields"
+        close = difflib.get_close_matches(str(loc[-1]), _allowed_fields(loc), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "see `shelfedge config schema`"
+        return f"unknown field; {hint}"
     if kind == "missing":
         return "required field is missing"
     if kind == "string_type" and isinstance(err.get("input"), int | float):
@@ -82,7 +104,7 @@ def parse_config(text: str, source: str = "<string>") -> AppConfig:
             # Discriminated unions add the tag to the location; it is not a YAML key.
             loc = [p for p in loc if p not in ("ibeacon", "eddystone_uid", "altbeacon")]
             field = ".".join(str(p) for p in loc)
-            problems.append(ConfigProblem(field, _explain(dict(err)), _node_line(root, loc)))
+            problems.append(ConfigProblem(field, _explain(dict(err), loc), _node_line(root, loc)))
         raise ConfigError(source, problems) from None
     findings = cross_check(cfg)
     if findings:

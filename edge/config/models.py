@@ -150,7 +150,10 @@ class Privacy(Strict):
     k: int = Field(default=5, ge=2, le=1000)
     epsilon_per_day: float = Field(default=1.0, gt=0, le=2.0)
     window_s: int = Field(default=900, ge=60, le=86_400)
-    max_windows_per_visit: int = Field(default=4, ge=1, le=96)
+    max_windows_per_day: int = Field(
+        default=4, ge=1, le=96, description="bound on windows one person contributes to per day"
+    )
+    max_zones_per_window: int = Field(default=3, ge=1, le=50)
     anonymous_footfall: bool = False
     day_keys: dict[str, str] = Field(
         default_factory=dict,
@@ -170,7 +173,10 @@ class Privacy(Strict):
 class Presence(Strict):
     """Zone estimation and visit tracking."""
 
-    token_ttl_s: float = Field(default=90.0, gt=0, le=3600)
+    token_ttl_s: float = Field(
+        default=30.0, gt=0, le=30.0, description="forget a token this long after its last sighting"
+    )
+    stale_anchor_s: float = Field(default=8.0, gt=0, le=30.0)
     smoothing_alpha: float = Field(default=0.3, gt=0, le=1)
     hysteresis_db: float = Field(default=4.0, ge=0, le=30)
     dwell_update_s: float = Field(default=10.0, gt=0, le=600)
@@ -187,6 +193,7 @@ class Policy(Strict):
     screen_rate_per_min: int = Field(default=6, ge=0)
     holdout_share: float = Field(default=0.10, ge=0, le=0.5)
     max_zone_distance: int = Field(default=1, ge=0, le=2)
+    min_model_score: float = Field(default=0.5, ge=0, le=1)
     offer_validity_s: int = Field(default=1800, ge=60)
     sensitive_categories: list[str] = Field(default_factory=lambda: list(DEFAULT_SENSITIVE))
 

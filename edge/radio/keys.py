@@ -42,6 +42,10 @@ class DayKeys:
         self.version = version
         self._verified.clear()
 
+    def key(self, day: dt.date) -> bytes:
+        """The key for one local date (KeyError if none)."""
+        return self._keys[day]
+
     @property
     def days(self) -> list[dt.date]:
         """Dates with a key, oldest first."""

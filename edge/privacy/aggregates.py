@@ -1,0 +1,210 @@
+"""Per-window aggregates: bounded contributions, discrete Laplace noise, k-suppression.
+
+Counts are accumulated in RAM per window; the only per-token data is the contribution
+bookkeeping of the current window (which zone cells a token already counted in), dropped
+when the token leaves and when the window closes. A closed window becomes an
+``AggregateWindow`` whose payload holds only noisy counts at or above k.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.config.models import AppConfig
+from edge.events import AggregateWindow, PresenceEvent, PresenceKind
+from edge.privacy.budget import Budget
+from edge.privacy.noise import DiscreteLaplace
+
+DWELL_BUCKETS_S: tuple[int, ...] = (0, 30, 60, 120, 300, 600)
+DWELL_LABELS: tuple[str, ...] = tuple(
+    f"{lo}-{hi}" for lo, hi in zip(DWELL_BUCKETS_S, DWELL_BUCKETS_S[1:], strict=False)
+) + (f"{DWELL_BUCKETS_S[-1]}+",)
+
+
+def dwell_bucket(seconds: float) -> int:
+    """Index of the fixed dwell bucket for a duration."""
+    idx = 0
+    for i, lo in enumerate(DWELL_BUCKETS_S):
+        if seconds >= lo:
+            idx = i
+    return idx
+
+
+@dataclass(slots=True)
+class _Contribution:
+    zones: set[str] = field(default_factory=set)
+    dwell_zones: set[str] = field(default_factory=set)
+    offers: int = 0
+    holdout: bool = False
+
+
+@dataclass(slots=True)
+class _Counts:
+    visitors: dict[str, int]
+    dwell: dict[str, list[int]]
+    offers: dict[str, int]
+    holdout: int = 0
+
+
+class WindowAggregator:
+    """Accumulates one window at a time and publishes it with noise and suppression."""
+
+    def __init__(
+        self,
+        cfg: AppConfig,
+        *,
+        noise: DiscreteLaplace | None = None,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self.budget = Budget.from_config(cfg)
+        self._noise = noise or DiscreteLaplace(self.budget.noise_scale)
+        self._site = cfg.site
+        self._device = cfg.device
+        self._zones = [z.id for z in cfg.store.zones]
+        self._coupons = [c.id for c in cfg.campaigns]
+        self._m = cfg.privacy.max_zones_per_window
+        self._max_offers = cfg.policy.max_offers_per_visit
+        self._window_s = cfg.privacy.window_s
+        self._new_id = new_id
+        self._start: int | None = None
+        self._counts = self._empty()
+        self._contrib: dict[bytes, _Contribution] = {}
+        self.windows_closed = 0
+        self.cells_suppressed_total = 0
+
+    def _empty(self) -> _Counts:
+        return _Counts(
+            visitors=dict.fromkeys(self._zones, 0),
+            dwell={z: [0] * len(DWELL_LABELS) for z in self._zones},
+            offers=dict.fromkeys(self._coupons, 0),
+        )
+
+    def window_start(self, ts: float) -> int:
+        """Start of the window containing ``ts`` (windows are aligned to the epoch)."""
+        return int(ts // self._window_s) * self._window_s
+
+    def _ensure(self, ts: float) -> None:
+        if self._start is None:
+            self._start = self.window_start(ts)
+
+    def _c(self, token: bytes) -> _Contribution:
+        c = self._contrib.get(token)
+        if c is None:
+            c = self._contrib[token] = _Contribution()
+        return c
+
+    def presence(self, ev: PresenceEvent) -> None:
+        """Count visitors and dwell from a presence event, within contribution bounds."""
+        self._ensure(ev.ts)
+        c = self._c(ev.token)
+        if ev.kind is PresenceKind.LEAVE:
+            self._dwell(c, ev.zone, ev.dwell_s)
+            self._contrib.pop(ev.token, None)
+            return
+        if ev.kind is PresenceKind.ENTER and ev.previous_zone:
+            self._dwell(c, ev.previous_zone, ev.previous_dwell_s)
+        if ev.zone in self._counts.visitors and ev.zone not in c.zones and len(c.zones) < self._m:
+            c.zones.add(ev.zone)
+            self._counts.visitors[ev.zone] += 1
+
+    def _dwell(self, c: _Contribution, zone: str, seconds: float) -> None:
+        if zone not in self._counts.dwell or zone in c.dwell_zones:
+            return
+        if len(c.dwell_zones) >= self._m:
+            return
+        c.dwell_zones.add(zone)
+        self._counts.dwell[zone][dwell_bucket(seconds)] += 1
+
+    def offer(self, token: bytes, coupon_id: str, ts: float) -> None:
+        """Count an offer made (bounded per token)."""
+        self._ensure(ts)
+        c = self._c(token)
+        if coupon_id in self._counts.offers and c.offers < self._max_offers:
+            c.offers += 1
+            self._counts.offers[coupon_id] += 1
+
+    def holdout(self, token: bytes, ts: float) -> None:
+        """Count a token of the holdout group once per window."""
+        self._ensure(ts)
+        c = self._c(token)
+        if not c.holdout:
+            c.holdout = True
+            self._counts.holdout += 1
+
+    def forget(self, token: bytes) -> None:
+        """Drop the token's contribution bookkeeping (its counts stay: they are anonymous)."""
+        self._contrib.pop(token, None)
+
+    def due(self, now: float) -> bool:
+        """True when the current window has ended."""
+        return self._start is not None and now >= self._start + self._window_s
+
+    def close(self, now: float, *, partial: bool = False) -> AggregateWindow | None:
+        """Publish the current window (noise + suppression) and start the next one."""
+        if self._start is None:
+            return None
+        start = self._start
+        end = min(start + self._window_s, int(now)) if partial else start + self._window_s
+        payload = self._publish(start, end, partial)
+        self._counts = self._empty()
+        self._contrib.clear()
+        self._start = None if partial else self.window_start(now)
+        self.windows_closed += 1
+        wid = payload["id"]
+        return AggregateWindow(wid, self._site, self._device, start, end, payload)
+
+    def _noisy(self, value: int, suppressed: list[int]) -> int | None:
+        noisy = value + self._noise.sample()
+        if noisy < self.budget.k:
+            suppressed[0] += 1
+            return None
+        return noisy
+
+    def _publish(self, start: int, end: int, partial: bool) -> dict[str, Any]:
+        suppressed = [0]
+        zones: dict[str, Any] = {}
+        for zone in self._zones:
+            visitors = self._noisy(self._counts.visitors[zone], suppressed)
+            dwell = {
+                label: n
+                for label, raw in zip(DWELL_LABELS, self._counts.dwell[zone], strict=True)
+                if (n := self._noisy(raw, suppressed)) is not None
+            }
+            if visitors is not None or dwell:
+                zones[zone] = {"visitors": visitors, "dwell_s": dwell}
+        offers = {
+            cid: n
+            for cid, raw in self._counts.offers.items()
+            if (n := self._noisy(raw, suppressed)) is not None
+        }
+        holdout = self._noisy(self._counts.holdout, suppressed)
+        cells = len(self._zones) * (1 + len(DWELL_LABELS)) + len(self._coupons) + 1
+        self.cells_suppressed_total += suppressed[0]
+        b = self.budget
+        return {
+            "id": self._new_id(),
+            "site": self._site,
+            "device": self._device,
+            "window_start": start,
+            "window_end": end,
+            "partial": partial,
+            "zones": zones,
+            "offers": offers,
+            "holdout": holdout,
+            "cells": cells,
+            "cells_suppressed": suppressed[0],
+            "privacy": {
+                "k": b.k,
+                "epsilon_window": round(b.epsilon_per_window, 6),
+                "noise": "discrete_laplace",
+                "noise_scale": round(b.noise_scale, 6),
+                "sensitivity": b.sensitivity,
+            },
+        }
+
+    def contributions_held(self) -> int:
+        """Tokens with bookkeeping in the current window (introspection)."""
+        return len(self._contrib)
