@@ -27,17 +27,43 @@ def test_public_api_is_pinned() -> None:
     import edge.radio
 
     assert sorted(edge.config.__all__) == sorted(
-        ["ENV_CONFIG", "AppConfig", "Campaign", "Zone", "config_hash", "json_schema",
-         "load_config", "parse_config"]
+        [
+            "ENV_CONFIG",
+            "AppConfig",
+            "Campaign",
+            "Zone",
+            "config_hash",
+            "json_schema",
+            "load_config",
+            "parse_config",
+        ]
     )
-    assert sorted(edge.radio.__all__) == ["AppSighting", "DayKeys", "Ingest", "beacon_key",
-                                          "token_tag"]
-    assert sorted(edge.presence.__all__) == ["Anchor", "PresenceTracker", "RawRetention",
-                                             "StoreLayout"]
-    assert sorted(edge.privacy.__all__) == ["Budget", "DWELL_LABELS", "DiscreteLaplace",
-                                            "WindowAggregator"]
-    assert sorted(edge.daemon.__all__) == ["Application", "Clock", "Features", "SimClock",
-                                           "SystemClock"]
+    assert sorted(edge.radio.__all__) == [
+        "AppSighting",
+        "DayKeys",
+        "Ingest",
+        "beacon_key",
+        "token_tag",
+    ]
+    assert sorted(edge.presence.__all__) == [
+        "Anchor",
+        "PresenceTracker",
+        "RawRetention",
+        "StoreLayout",
+    ]
+    assert sorted(edge.privacy.__all__) == [
+        "Budget",
+        "DWELL_LABELS",
+        "DiscreteLaplace",
+        "WindowAggregator",
+    ]
+    assert sorted(edge.daemon.__all__) == [
+        "Application",
+        "Clock",
+        "Features",
+        "SimClock",
+        "SystemClock",
+    ]
     assert "DecisionEngine" in edge.decide.__all__
     for mod in (edge.config, edge.radio, edge.presence, edge.privacy, edge.daemon, edge.decide):
         for name in mod.__all__:
@@ -47,7 +73,17 @@ def test_public_api_is_pinned() -> None:
 def test_every_stage_has_a_docstring() -> None:
     import importlib
 
-    for stage in ("radio", "presence", "decide", "display", "bus", "privacy", "ops", "sim",
-                  "daemon", "config"):
+    for stage in (
+        "radio",
+        "presence",
+        "decide",
+        "display",
+        "bus",
+        "privacy",
+        "ops",
+        "sim",
+        "daemon",
+        "config",
+    ):
         mod = importlib.import_module(f"edge.{stage}")
         assert mod.__doc__ and len(mod.__doc__.split()) > 10, f"edge.{stage} lacks a docstring"

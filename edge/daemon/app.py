@@ -41,8 +41,19 @@ from .clock import Clock, SystemClock
 
 _LOGGER = logging.getLogger(__name__)
 EVENT_QUEUE_MAX = 4096
-RESTART_SECTIONS = ("site", "device", "timezone", "state_dir", "store", "radio", "privacy",
-                    "presence", "mqtt", "commands", "model")
+RESTART_SECTIONS = (
+    "site",
+    "device",
+    "timezone",
+    "state_dir",
+    "store",
+    "radio",
+    "privacy",
+    "presence",
+    "mqtt",
+    "commands",
+    "model",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,9 +355,7 @@ class Application:
             _LOGGER.error("reload rejected, keeping the running config:\n%s", exc)
             return False
         old = self.cfg
-        self._pending_restart = [
-            s for s in RESTART_SECTIONS if getattr(old, s) != getattr(new, s)
-        ]
+        self._pending_restart = [s for s in RESTART_SECTIONS if getattr(old, s) != getattr(new, s)]
         self.engine.cfg = new
         self.engine.set_campaigns(list(new.campaigns))
         if new.policy != old.policy:

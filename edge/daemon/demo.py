@@ -46,9 +46,7 @@ def demo_config(opts: DemoOptions) -> AppConfig:
     cfg = load_config(opts.config or DEMO_CONFIG)
     mqtt = cfg.mqtt.model_copy(update={"enabled": False})
     radio = cfg.radio.model_copy(update={"enabled": False})
-    return cfg.model_copy(
-        update={"state_dir": opts.out / "state", "mqtt": mqtt, "radio": radio}
-    )
+    return cfg.model_copy(update={"state_dir": opts.out / "state", "mqtt": mqtt, "radio": radio})
 
 
 class _Progress:

@@ -9,11 +9,14 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 from edge import __version__
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+T = TypeVar("T")
 
 
 def _cmd_config_validate(args: argparse.Namespace) -> int:
@@ -68,10 +71,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run_with_signals(coro):  # type: ignore[no-untyped-def]
+def _run_with_signals(coro: Coroutine[Any, Any, T]) -> T | None:
     """Run a coroutine; SIGTERM/SIGINT cancel it so its ``finally`` shuts down cleanly."""
 
-    async def main():  # type: ignore[no-untyped-def]
+    async def main() -> T | None:
         task = asyncio.ensure_future(coro)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -8,6 +8,7 @@ when the token leaves and when the window closes. A closed window becomes an
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,9 +20,10 @@ from edge.privacy.budget import Budget
 from edge.privacy.noise import DiscreteLaplace
 
 DWELL_BUCKETS_S: tuple[int, ...] = (0, 30, 60, 120, 300, 600)
-DWELL_LABELS: tuple[str, ...] = tuple(
-    f"{lo}-{hi}" for lo, hi in zip(DWELL_BUCKETS_S, DWELL_BUCKETS_S[1:], strict=False)
-) + (f"{DWELL_BUCKETS_S[-1]}+",)
+DWELL_LABELS: tuple[str, ...] = (
+    *(f"{lo}-{hi}" for lo, hi in itertools.pairwise(DWELL_BUCKETS_S)),
+    f"{DWELL_BUCKETS_S[-1]}+",
+)
 
 
 def dwell_bucket(seconds: float) -> int:

@@ -26,7 +26,7 @@ class DiscreteLaplace:
 
     def _geometric(self) -> int:
         u = 1.0 - self._rng.random()  # (0, 1]
-        return int(math.floor(math.log(u) / self._log_q))
+        return math.floor(math.log(u) / self._log_q)
 
     def sample(self) -> int:
         """One noise value."""

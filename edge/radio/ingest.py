@@ -57,7 +57,9 @@ class AppSighting(BaseModel):
     ts: float
 
 
-_APP_BATCH = TypeAdapter(list[AppSighting] | AppSighting)
+_APP_BATCH: TypeAdapter[list[AppSighting] | AppSighting] = TypeAdapter(
+    list[AppSighting] | AppSighting
+)
 
 
 def beacon_key(identity: Any) -> BeaconKey:
@@ -89,7 +91,7 @@ class IngestCounters:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict for the device state."""
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 class Ingest:

@@ -67,7 +67,11 @@ def test_zone_with_unknown_beacon_gives_line(tmp_path: Path) -> None:
     [
         ("  k: 5", "  k: 1", "privacy.k"),
         ("rotation: 0", "rotation: 45", "display.rotation"),
-        ("{id: screen-coffee, zone: coffee}", "{id: screen-coffee, zone: cofee}", "store.screens.0.zone"),
+        (
+            "{id: screen-coffee, zone: coffee}",
+            "{id: screen-coffee, zone: cofee}",
+            "store.screens.0.zone",
+        ),
         ("url: https://coupons.example.com/c/bakery-morning", "url: http://x", "campaigns.1.url"),
     ],
 )

@@ -29,9 +29,24 @@ def _colours(png: Path) -> int:
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object], str]:
     out = tmp_path_factory.mktemp("demo")
     res = subprocess.run(
-        [sys.executable, "-m", "edge", "demo", "--minutes", "20", "--speed", "0",
-         "--seed", "3", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, env=ENV,
+        [
+            sys.executable,
+            "-m",
+            "edge",
+            "demo",
+            "--minutes",
+            "20",
+            "--speed",
+            "0",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     return out, json.loads((out / "summary.json").read_text()), res.stdout
@@ -40,8 +55,15 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 @pytest.mark.timeout(320)
 def test_summary_numbers_are_sane(demo_run: tuple[Path, dict[str, object], str]) -> None:
     _, s, stdout = demo_run
-    for key in ("shoppers", "opted_in", "opted_in_detected", "zone_accuracy", "offers",
-                "windows_written", "raw_records_after_shutdown"):
+    for key in (
+        "shoppers",
+        "opted_in",
+        "opted_in_detected",
+        "zone_accuracy",
+        "offers",
+        "windows_written",
+        "raw_records_after_shutdown",
+    ):
         assert key in s, key
     assert isinstance(s["shoppers"], int) and s["shoppers"] > 20
     assert 0 < s["opted_in"] < s["shoppers"]  # type: ignore[operator]
@@ -72,7 +94,7 @@ def test_outbox_holds_aggregate_windows(demo_run: tuple[Path, dict[str, object],
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         table = next(n for n in names if "outbox" in n)
-        rows = db.execute(f"SELECT topic, payload FROM {table}").fetchall()  # noqa: S608
+        rows = db.execute(f"SELECT topic, payload FROM {table}").fetchall()
     finally:
         db.close()
     assert len(rows) == s["windows_written"]
@@ -87,9 +109,22 @@ def test_outbox_holds_aggregate_windows(demo_run: tuple[Path, dict[str, object],
 @pytest.mark.timeout(60)
 def test_sigterm_exits_cleanly_with_outbox_intact(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge", "demo", "--minutes", "60", "--speed", "60",
-         "--out", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        [
+            sys.executable,
+            "-m",
+            "edge",
+            "demo",
+            "--minutes",
+            "60",
+            "--speed",
+            "60",
+            "--out",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
     )
     try:
         deadline = time.monotonic() + 40

@@ -31,15 +31,20 @@ def _wait_for(proc: subprocess.Popen[str], needle: str, lines: list[str], timeou
 
 @pytest.mark.timeout(60)
 def test_reload_keeps_old_config_on_invalid_and_applies_valid(tmp_path: Path) -> None:
-    text = DEMO_STORE.read_text().replace(
-        "state_dir: /var/lib/shelfedge", f"state_dir: {tmp_path / 'state'}"
-    ).replace("display:\n  screen:", "display:\n  enabled: false\n  screen:")
+    text = (
+        DEMO_STORE.read_text()
+        .replace("state_dir: /var/lib/shelfedge", f"state_dir: {tmp_path / 'state'}")
+        .replace("display:\n  screen:", "display:\n  enabled: false\n  screen:")
+    )
     cfg = tmp_path / "shelfedge.yaml"
     cfg.write_text(text)
     env = {**os.environ, "SHELFEDGE_CONFIG": str(cfg)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge", "-v", "run"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
     )
     lines: list[str] = []
     try:
@@ -62,7 +67,8 @@ def test_reload_keeps_old_config_on_invalid_and_applies_valid(tmp_path: Path) ->
 
 def test_run_without_config_is_a_usage_error() -> None:
     env = {k: v for k, v in os.environ.items() if k != "SHELFEDGE_CONFIG"}
-    res = subprocess.run([sys.executable, "-m", "edge", "run"], capture_output=True, text=True,
-                         env=env, timeout=30)
+    res = subprocess.run(
+        [sys.executable, "-m", "edge", "run"], capture_output=True, text=True, env=env, timeout=30
+    )
     assert res.returncode == 2
     assert "SHELFEDGE_CONFIG" in res.stderr

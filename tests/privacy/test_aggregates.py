@@ -76,8 +76,14 @@ def test_dwell_histogram_and_offers() -> None:
     for tok in range(6):
         agg.presence(_ev(PresenceKind.ENTER, tok, "coffee", t0))
         agg.presence(
-            _ev(PresenceKind.ENTER, tok, "snacks", t0 + 70, previous_zone="coffee",
-                previous_dwell_s=70.0)
+            _ev(
+                PresenceKind.ENTER,
+                tok,
+                "snacks",
+                t0 + 70,
+                previous_zone="coffee",
+                previous_dwell_s=70.0,
+            )
         )
         agg.offer(tok.to_bytes(16, "big"), "coffee-beans-2for1", t0 + 71)
         agg.offer(tok.to_bytes(16, "big"), "coffee-beans-2for1", t0 + 72)
