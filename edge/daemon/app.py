@@ -208,13 +208,13 @@ class Application:
         )
 
     async def _load_model(self) -> None:
-        from edge.decide.scorer import CouponScorer
-
         try:
+            from edge.decide.scorer import CouponScorer
+
             scorer = await asyncio.to_thread(
                 CouponScorer.load, self.cfg.model.path, self.cfg.model.card
             )
-        except ModelError as exc:
+        except (ModelError, ImportError) as exc:
             self._error(f"model: {exc}")
             _LOGGER.error("model not loaded, tier 2 falls back to distance ranking: %s", exc)
             return

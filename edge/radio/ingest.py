@@ -109,14 +109,18 @@ class Ingest:
         self._beacons: dict[BeaconKey, str] = {
             beacon_key(b.identity): b.id for b in cfg.store.beacons
         }
-        self._day_cache: tuple[int, dt.date] = (-1, dt.date.min)
+        self._day_cache: tuple[float, float, dt.date] = (0.0, 0.0, dt.date.min)
 
     def local_date(self, ts: float) -> dt.date:
-        """The site's local date at ``ts`` (cached per hour; key days follow it)."""
-        hour = int(ts // 3600)
-        if self._day_cache[0] != hour:
-            self._day_cache = (hour, dt.datetime.fromtimestamp(ts, self._tz).date())
-        return self._day_cache[1]
+        """The site's local date at ``ts`` (cached between exact local midnights)."""
+        lo, hi, day = self._day_cache
+        if not lo <= ts < hi:
+            local = dt.datetime.fromtimestamp(ts, self._tz)
+            day = local.date()
+            midnight = dt.datetime.combine(day, dt.time(), self._tz)
+            nxt = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), self._tz)
+            self._day_cache = (midnight.timestamp(), nxt.timestamp(), day)
+        return day
 
     def _token_sighting(
         self, payload: bytes, anchor: str, rssi: int, ts: float, source: SightingSource

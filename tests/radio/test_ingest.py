@@ -1,0 +1,86 @@
+"""Ingest gate: verified tokens pass, everything else is dropped and counted."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from zoneinfo import ZoneInfo
+
+from edge.events import Advertisement, BeaconSighting, Sighting, SightingSource
+from edge.radio import DayKeys, Ingest, token_tag
+from edge.radio.frames import uuid16_key
+from tests.helpers import demo_config
+
+KEY_TODAY = bytes(range(32))
+KEY_YESTERDAY = bytes(range(1, 33))
+RPI = bytes.fromhex("00112233445566778899aabbccddeeff")
+
+
+def _frame(tier: int, key: bytes, rpi: bytes = RPI) -> bytes:
+    header = (1 << 4) | tier
+    return bytes((header,)) + rpi + token_tag(key, header, rpi)
+
+
+def _ingest(tz: str = "Europe/Berlin") -> tuple[Ingest, float]:
+    cfg = demo_config(timezone=tz)
+    noon = dt.datetime(2026, 11, 23, 12, 0, tzinfo=ZoneInfo(tz))
+    keys = DayKeys({noon.date(): KEY_TODAY, noon.date() - dt.timedelta(days=1): KEY_YESTERDAY})
+    return Ingest(cfg, keys), noon.timestamp()
+
+
+def _adv(ts: float, **kw: object) -> Advertisement:
+    return Advertisement(address="aa:bb:cc:dd:ee:ff", rssi=-60, ts=ts, receiver="rx-coffee", **kw)  # type: ignore[arg-type]
+
+
+def test_token_service_data_verifies_with_today_or_yesterday() -> None:
+    ing, now = _ingest()
+    for key in (KEY_TODAY, KEY_YESTERDAY):
+        s = ing.advertisement(_adv(now, service_data={uuid16_key(0xFFF4): _frame(2, key)}))
+        assert isinstance(s, Sighting)
+        assert (s.token, s.tier, s.anchor, s.source) == (RPI, 2, "rx-coffee", SightingSource.BLE)
+    bad = ing.advertisement(_adv(now, service_data={uuid16_key(0xFFF4): _frame(2, b"x" * 32)}))
+    assert bad is None and ing.counters.dropped_unverified == 1
+
+
+def test_token_manufacturer_data_and_malformed() -> None:
+    ing, now = _ingest()
+    assert isinstance(
+        ing.advertisement(_adv(now, manufacturer_data={0xFFFF: _frame(1, KEY_TODAY)})), Sighting
+    )
+    assert ing.advertisement(_adv(now, service_data={uuid16_key(0xFFF4): b"\x12\x00"})) is None
+    assert ing.counters.dropped_malformed == 1
+    assert ing.advertisement(_adv(now, manufacturer_data={0x0006: b"\x01\x09"})) is None
+    assert ing.counters.dropped_not_ours == 1
+
+
+def test_reference_beacon_becomes_beacon_sighting() -> None:
+    ing, now = _ingest()
+    uuid = bytes.fromhex("5a4bcfce174e4bac a814092e77f6b7e5".replace(" ", ""))
+    payload = b"\x02\x15" + uuid + (100).to_bytes(2, "big") + (3).to_bytes(2, "big") + b"\xc5"
+    s = ing.advertisement(_adv(now, manufacturer_data={0x004C: payload}))
+    assert isinstance(s, BeaconSighting) and s.beacon == "b-bakery"
+
+
+def test_app_batch_valid_and_invalid() -> None:
+    ing, now = _ingest()
+    beacon = {
+        "kind": "eddystone_uid",
+        "namespace": "8b0ca750e7a74e14bd99",
+        "instance": "000000000006",
+    }
+    good = {"frame": _frame(2, KEY_TODAY).hex(), "beacon": beacon, "rssi": -70, "ts": now}
+    out: list[Sighting] = []
+    assert ing.app_payload(json.dumps([good, good]).encode(), out.append) == 2
+    assert out[0].anchor == "b-coffee" and out[0].source is SightingSource.APP
+    assert ing.app_payload(b"{not json", out.append) == 0
+    assert ing.app_payload(json.dumps({**good, "extra": 1}).encode(), out.append) == 0
+    assert ing.counters.app_invalid == 2
+
+
+def test_local_date_follows_exact_midnight_in_half_hour_zone() -> None:
+    ing, _ = _ingest("Asia/Kolkata")
+    tz = ZoneInfo("Asia/Kolkata")
+    before = dt.datetime(2026, 11, 23, 23, 59, 59, tzinfo=tz).timestamp()
+    assert ing.local_date(before) == dt.date(2026, 11, 23)
+    assert ing.local_date(before + 2) == dt.date(2026, 11, 24)
+    assert ing.local_date(before) == dt.date(2026, 11, 23)
