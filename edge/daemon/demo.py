@@ -8,7 +8,6 @@ here, to score zone accuracy; nothing of it reaches the daemon.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import logging
 import sys
@@ -131,7 +130,7 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
                 else:
                     first_cue_snapshot = True
                     await asyncio.sleep(0.3)  # let the renderer show the cue
-                name = f"frame-{len(frames):03d}-{dt.datetime.fromtimestamp(t):%H%M%S}.png"
+                name = f"frame-{len(frames):03d}-{app.engine.local_time(t):%H%M%S}.png"
                 path = await asyncio.to_thread(app.display.snapshot, frames_dir / name)
                 frames.append(str(path))
             sim_min = (t - sim.start_ts) / 60.0
