@@ -127,6 +127,7 @@ class Application:
         self.events_dropped = 0
         self.windows_today: dict[str, int] = {}
         self.running = False
+        self._display_online = True
 
     @staticmethod
     def _find_screen_zone(cfg: AppConfig) -> str | None:
@@ -196,7 +197,11 @@ class Application:
             from edge.bus.mqtt import MqttLink
 
             self.link = MqttLink(
-                self.cfg, self.outbox, state=self.state, on_sightings=self.on_app_payload
+                self.cfg,
+                self.outbox,
+                state=self.state,
+                on_sightings=self.on_app_payload,
+                clock=self.clock.now,
             )
             self._spawn(self.link.run(), "shelfedge-mqtt")
         if self.cfg.radio.enabled:
@@ -296,6 +301,11 @@ class Application:
     def tick(self, now: float) -> None:
         """Time-driven work: purge raw samples, evict tokens, close due windows."""
         self.tracker.tick(now)
+        if self.link is not None and self.display is not None:
+            online = bool(self.link.online)
+            if online != self._display_online:
+                self._display_online = online
+                self.display.set_online(online)
         while self.aggregator.due(now):
             window = self.aggregator.close(now)
             if window is None:

@@ -1,0 +1,161 @@
+"""Privacy canary: no raw signal of a simulated store reaches MQTT, disk or logs.
+
+Every BLE address and every rotating token (RPI) the simulator emits is a canary. The daemon
+runs in-process on simulated time with the real Mosquitto broker and the SQLite outbox; a real
+subscriber on ``#`` captures everything published. Tokens may leave the device only as the
+``token`` field of an ``offer``; nothing else may contain any canary in any common encoding.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pytest
+
+from edge.events import Advertisement
+from edge.radio.frames import uuid16_key
+from tests.conftest import Mosquitto, MqttCapture
+from tests.helpers import demo_config
+
+SIM_MINUTES = 35  # crosses two window boundaries (09:15, 09:30) and three RPI rotations
+
+
+def _encodings(raw: bytes) -> set[bytes]:
+    return {
+        raw,
+        raw.hex().encode(),
+        raw.hex().upper().encode(),
+        base64.b64encode(raw),
+        base64.urlsafe_b64encode(raw).rstrip(b"="),
+        ":".join(f"{b:02x}" for b in raw).encode(),
+        ":".join(f"{b:02X}" for b in raw).encode(),
+    }
+
+
+def _leaks(blob: bytes, needles: Iterable[bytes]) -> list[bytes]:
+    return [n for n in needles if n in blob]
+
+
+def _address_bytes(address: str) -> bytes:
+    return bytes.fromhex(address.replace(":", ""))
+
+
+def test_scanner_finds_planted_canaries() -> None:
+    rpi = bytes(range(16))
+    needles = _encodings(rpi)
+    for planted in _encodings(rpi):
+        assert _leaks(b"prefix " + planted + b" suffix", needles)
+    assert not _leaks(b"nothing to see", needles)
+
+
+@pytest.mark.timeout(120)
+async def test_no_raw_signal_leaves_the_device(
+    mosquitto: Mosquitto,
+    mqtt_capture: Callable[[str], MqttCapture],
+    state_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from edge.daemon import Application, Features, SimClock
+    from edge.sim import AppReport, StoreSimulator
+
+    caplog.set_level(logging.DEBUG)
+    base = demo_config()
+    mqtt = base.mqtt.model_copy(
+        update={"enabled": True, "host": mosquitto.host, "port": mosquitto.port}
+    )
+    cfg = base.model_copy(update={"state_dir": state_dir, "mqtt": mqtt})
+    capture = mqtt_capture("#")
+    sim = StoreSimulator(cfg, seed=11)
+    clock = SimClock(sim.start_ts)
+    app = Application(
+        cfg, clock=clock, features=Features(display=False, mqtt=True, model=True, autotick=False)
+    )
+    app.set_keys(sim.day_keys(), version=1)
+    await app.start()
+    await capture.wait_for(lambda ms: any(m.topic.endswith("/state") for m in ms), 10)
+
+    token_key = uuid16_key(cfg.radio.token_service_uuid)
+    rpis: set[bytes] = set()
+    addresses: set[bytes] = set()
+    t = sim.start_ts
+    end = t + SIM_MINUTES * 60
+    while t < end:
+        t += 1.0
+        for item in sim.advance(t):
+            clock.set(item.ts)
+            if isinstance(item, Advertisement):
+                addresses.add(_address_bytes(item.address))
+                frame = item.service_data.get(token_key)
+                if frame is not None and len(frame) == 21:
+                    rpis.add(bytes(frame[1:17]))
+                app.on_advertisement(item)
+            elif isinstance(item, AppReport):
+                for sighting in json.loads(item.payload):
+                    rpis.add(bytes.fromhex(sighting["frame"])[1:17])
+                app.on_app_payload(item.payload)
+        clock.set(t)
+        app.tick(t)
+        await app.flush_windows()
+        if int(t) % 30 == 0:
+            app.link.publish_state()
+    offers_made = app.offers_made
+    await capture.wait_for(lambda ms: sum(m.topic.endswith("/agg") for m in ms) >= 2, 20)
+    await app.stop()
+    await capture.wait_for(
+        lambda ms: any(m.topic.endswith("/state") and b'"online":false' in m.payload for m in ms),
+        10,
+    )
+
+    assert len(rpis) > 20 and len(addresses) > 100
+    assert offers_made > 0
+    token_needles = {e for r in rpis for e in _encodings(r)}
+    address_needles = {e for a in addresses for e in _encodings(a)}
+    all_needles = token_needles | address_needles
+
+    # 1. MQTT: offers carry exactly the four allowed fields; nothing else carries a canary.
+    messages = capture.messages()
+    offers = [m for m in messages if m.topic.endswith("/offer")]
+    assert offers, "no offer was published"
+    for m in offers:
+        body = json.loads(m.payload)
+        assert set(body) == {"id", "token", "coupon_id", "expires_at"}
+        assert bytes.fromhex(body["token"]) in rpis
+        rest = json.dumps({k: v for k, v in body.items() if k != "token"}).encode()
+        assert not _leaks(rest, all_needles)
+        assert not _leaks(m.payload, address_needles)
+    for m in messages:
+        if m.topic.endswith("/offer"):
+            continue
+        assert not _leaks(m.payload, all_needles), f"canary in {m.topic}"
+        assert b"rssi" not in m.payload.lower(), f"RSSI field in {m.topic}"
+
+    # 2. Aggregates: no published cell below k.
+    aggs = [json.loads(m.payload) for m in messages if m.topic.endswith("/agg")]
+    k = cfg.privacy.k
+    for agg in aggs:
+        for zone in agg["zones"].values():
+            assert zone["visitors"] is None or zone["visitors"] >= k
+            assert all(v >= k for v in zone["dwell_s"].values())
+        assert all(v >= k for v in agg["offers"].values())
+        assert agg["holdout"] is None or agg["holdout"] >= k
+
+    # 3. Disk: nothing under the state directory (outbox, WAL, anything) holds a canary.
+    files = [p for p in state_dir.rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        assert not _leaks(path.read_bytes(), all_needles), f"canary on disk in {path.name}"
+
+    # 4. Logs: no record, at any level, contains a canary.
+    assert caplog.records
+    for record in caplog.records:
+        text = record.getMessage().encode()
+        if record.exc_text:
+            text += record.exc_text.encode()
+        assert not _leaks(text, all_needles), f"canary in log from {record.name}"
+
+    # 5. RAM: nothing raw is left after shutdown.
+    assert app.raw_holdings().total == 0
