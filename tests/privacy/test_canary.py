@@ -44,6 +44,13 @@ def _address_bytes(address: str) -> bytes:
     return bytes.fromhex(address.replace(":", ""))
 
 
+def _assert_no_canary_on_disk(state_dir: Path, needles: set[bytes]) -> None:
+    files = [p for p in state_dir.rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        assert not _leaks(path.read_bytes(), needles), f"canary on disk in {path.name}"
+
+
 def test_scanner_finds_planted_canaries() -> None:
     rpi = bytes(range(16))
     needles = _encodings(rpi)
@@ -144,10 +151,7 @@ async def test_no_raw_signal_leaves_the_device(
         assert agg["holdout"] is None or agg["holdout"] >= k
 
     # 3. Disk: nothing under the state directory (outbox, WAL, anything) holds a canary.
-    files = [p for p in state_dir.rglob("*") if p.is_file()]
-    assert files
-    for path in files:
-        assert not _leaks(path.read_bytes(), all_needles), f"canary on disk in {path.name}"
+    _assert_no_canary_on_disk(state_dir, all_needles)
 
     # 4. Logs: no record, at any level, contains a canary.
     assert caplog.records
