@@ -1,0 +1,686 @@
+"""The MQTT uplink: one owned, supervised connection to the store broker (paho-mqtt 2.x, MQTT 5).
+``MqttLink.run`` owns the link for the daemon's lifetime: it connects with a Last Will (retained
+``state`` with ``online: false``), publishes the retained ``state`` on every connect, subscribes
+to the site's app ``sightings`` and hands each payload to the daemon on the event loop thread,
+drains the on-disk outbox in ``seq`` order at QoS 1 deleting a row only after its PUBACK,
+publishes offers from RAM only (a bounded queue while offline, expired offers dropped and
+counted), and reconnects with capped exponential backoff and jitter. paho's own network thread
+does the socket I/O; every paho callback is marshalled onto the asyncio loop, so all link state
+lives on one thread and nothing blocks the loop. Each connection attempt gets a fresh paho
+client: paho's in-memory resend queue never spans connections, so what is redelivered after a
+reconnect is decided here (outbox rows, unexpired offers), never twice by two layers. Payloads
+are never logged (offers carry tokens); log lines name topics and sizes only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from edge.bus.outbox import Outbox, OutboxRow
+from edge.errors import OutboxError
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as paho
+
+    from edge.config.models import AppConfig
+
+_LOGGER = logging.getLogger(__name__)
+
+TOPIC_ROOT = "shelfedge/v1"
+SESSION_EXPIRY_S = 7 * 24 * 3600  # commands queued by the broker survive a long weekend offline
+CONNECT_TIMEOUT_S = 10.0  # TCP + TLS handshake
+CONNACK_TIMEOUT_S = 15.0
+GOODBYE_TIMEOUT_S = 2.0  # wait for the PUBACK of the final offline state
+INFLIGHT_WINDOW = 10  # outbox rows published but not yet acknowledged, per connection
+OFFER_QUEUE_MAX = 256
+OFFER_SWEEP_S = 1.0
+INBOX_MAX = 1_000  # app sighting messages waiting for the event loop
+BACKOFF_FACTOR = 1.8
+BACKOFF_MAX_TRIES = 16  # caps the exponent; the delay is capped by backoff_max_s anyway
+STABLE_CONNECTION_S = 30.0  # only a connection that lasted this long resets the backoff
+
+# CONNACK reason codes that no retry can fix without a config change: wait the longest.
+_AUTH_FAILURES = frozenset({0x85, 0x86, 0x87, 0x8A, 0x8C})
+
+
+class LinkState(enum.Enum):
+    """Where the link is; reported in ``health()``."""
+
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+
+
+class _Refused(ConnectionError):
+    """The broker answered CONNACK with a failure reason code."""
+
+    def __init__(self, code: int, name: str) -> None:
+        super().__init__(f"connection refused: {name} (0x{code:02x})")
+        self.auth = code in _AUTH_FAILURES
+
+
+@dataclass(slots=True)
+class _Offer:
+    body: bytes
+    expires_at: float
+
+
+class _Connection:
+    """One connection attempt: its paho client and what is in flight on it (loop thread)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.client: paho.Client | None = None
+        self.connack: asyncio.Future[tuple[bool, int, str]] = loop.create_future()
+        self.closed: asyncio.Future[str] = loop.create_future()
+        self.connected = False
+        self.subscribed = False  # SUBACK for the sightings topic granted
+        self.after = 0  # highest outbox seq published on this connection
+        self.rows: dict[int, int] = {}  # mid → outbox seq
+        self.offers: dict[int, _Offer] = {}  # mid → offer
+        self.waiters: dict[int, asyncio.Future[bool]] = {}  # mid → PUBACK (True = success)
+
+
+class MqttLink:
+    """The device's MQTT link; ``run()`` is its one owned loop (see the module docstring).
+
+    ``state`` returns the device state (published retained on ``state``); ``on_sightings``
+    receives each raw app-sightings payload on the event loop thread. ``clock`` is the wall
+    clock that offers' ``expires_at`` refers to; ``backoff_base_s``/``backoff_max_s`` shape the
+    reconnect delay ``min(max, base * 1.8**tries)`` (half of it random jitter).
+    """
+
+    def __init__(
+        self,
+        cfg: AppConfig,
+        outbox: Outbox,
+        *,
+        state: Callable[[], dict[str, Any]],
+        on_sightings: Callable[[bytes], None],
+        clock: Callable[[], float] = time.time,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+    ) -> None:
+        self._cfg = cfg
+        self._mqtt = cfg.mqtt
+        self._outbox = outbox
+        self._state_fn = state
+        self._on_sightings = on_sightings
+        self._clock = clock
+        self._backoff_base_s = backoff_base_s
+        self._backoff_max_s = max(backoff_base_s, backoff_max_s)
+        self.client_id = cfg.mqtt.client_id or f"shelfedge-{cfg.site}-{cfg.device}"
+        self.root = f"{TOPIC_ROOT}/{cfg.site}/{cfg.device}"
+        self.state_topic = f"{self.root}/state"
+        self.offer_topic = f"{self.root}/offer"
+        self.sightings_topic = f"{TOPIC_ROOT}/{cfg.site}/sightings"
+        self._max_rx_bytes = cfg.commands.max_payload_bytes
+
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._conn: _Connection | None = None
+        self._link_state = LinkState.DISCONNECTED
+        self._acked: list[int] = []  # acknowledged outbox seqs not yet deleted
+        self._offers: deque[_Offer] = deque()
+
+        # paho thread → loop thread hand-off of app sightings (bounded, drops counted)
+        self._inbox_lock = threading.Lock()
+        self._inbox: list[bytes] = []
+        self._inbox_scheduled = False
+
+        self._connects = 0
+        self._disconnects = 0
+        self._failures = 0  # consecutive failed attempts since the last connect
+        self._published = 0  # outbox rows acknowledged by the broker
+        self._states_published = 0
+        self._offers_published = 0
+        self._offers_expired = 0
+        self._offers_dropped = 0
+        self._rx_sightings = 0
+        self._rx_dropped = 0
+        self._rx_other = 0
+        self._last_error: str | None = None
+        self._next_attempt_at: float | None = None
+
+    # -- public API ---------------------------------------------------------------------
+
+    @property
+    def online(self) -> bool:
+        """True while connected to the broker (CONNACK received, not yet lost)."""
+        return self._link_state is LinkState.CONNECTED
+
+    @property
+    def link_state(self) -> LinkState:
+        """The link's current state."""
+        return self._link_state
+
+    async def run(self) -> None:
+        """Own the link until cancelled; cancellation says goodbye (offline state) cleanly."""
+        if self._loop is not None:
+            raise RuntimeError("MqttLink.run() is already running")
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._connection_loop(), name="shelfedge-mqtt-link")
+                tg.create_task(self._offer_sweep_loop(), name="shelfedge-mqtt-offers")
+        finally:
+            self._set_state(LinkState.DISCONNECTED)
+            self._loop = None
+            self._wake = None
+
+    def notify_outbox(self) -> None:
+        """Wake the outbox drain after a ``put`` (callable from any thread)."""
+        wake = self._wake
+        if wake is not None:
+            self._call_soon(wake.set)
+
+    def publish_state(self) -> None:
+        """Re-publish the retained ``state`` now (callable from any thread; no-op offline)."""
+        if not self._on_loop():
+            self._call_soon(self.publish_state)
+            return
+        conn = self._conn
+        if conn is not None and conn.connected:
+            self._publish_state(conn)
+
+    def publish_offer(self, payload: dict[str, Any], expires_at: float) -> bool:
+        """Publish an offer at QoS 1 from RAM, never through the outbox (a token never touches
+        disk). Offline, it waits in a bounded queue (the oldest is dropped when full) and is
+        dropped once ``expires_at`` (wall-clock Unix seconds) passes; both drops are counted.
+        Returns False when the offer was already expired (dropped at once). Meant for the event
+        loop thread; from another thread it is handed over to the loop.
+        """
+        if expires_at <= self._clock():
+            self._offers_expired += 1
+            return False
+        offer = _Offer(json.dumps(payload, separators=(",", ":")).encode(), float(expires_at))
+        if self._loop is not None and not self._on_loop():
+            self._call_soon(self._accept_offer, offer)
+        else:
+            self._accept_offer(offer)
+        return True
+
+    def health(self) -> dict[str, Any]:
+        """Counters and state for the device state (never payloads)."""
+        conn = self._conn
+        next_in = None
+        if self._next_attempt_at is not None and self._link_state is LinkState.DISCONNECTED:
+            next_in = round(max(0.0, self._next_attempt_at - time.monotonic()), 1)
+        return {
+            "state": self._link_state.value,
+            "broker": f"{self._mqtt.host}:{self._mqtt.port}",
+            "connects": self._connects,
+            "disconnects": self._disconnects,
+            "failed_attempts": self._failures,
+            "next_attempt_in_s": next_in,
+            "published": self._published,
+            "inflight": 0 if conn is None else len(conn.rows),
+            "states_published": self._states_published,
+            "offers": {
+                "published": self._offers_published,
+                "queued": len(self._offers),
+                "expired": self._offers_expired,
+                "dropped": self._offers_dropped,
+            },
+            "sightings": {
+                "subscribed": conn is not None and conn.subscribed,
+                "received": self._rx_sightings,
+                "dropped": self._rx_dropped,
+                "other_topics": self._rx_other,
+            },
+            "last_error": self._last_error,
+        }
+
+    # -- connection supervision ---------------------------------------------------------
+
+    async def _connection_loop(self) -> None:
+        tries = 0
+        while True:
+            auth_failure = False
+            lasted: float | None = None
+            try:
+                lasted = await self._session()
+            except _Refused as exc:
+                auth_failure = exc.auth
+                self._report_failure(str(exc))
+            except (OSError, ConnectionError, TimeoutError) as exc:
+                self._report_failure(f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # a bug, not the network: log it loudly, keep the link alive
+                _LOGGER.error("mqtt: unexpected error in the link", exc_info=True)
+                self._last_error = f"{type(exc).__name__}: {exc}"
+            # A link that connects and is dropped at once (e.g. another device with the same
+            # client id) keeps backing off instead of hammering the broker.
+            if lasted is not None and lasted >= STABLE_CONNECTION_S:
+                tries = 0
+            delay = self._backoff(tries, auth_failure)
+            tries = min(tries + 1, BACKOFF_MAX_TRIES)
+            self._next_attempt_at = time.monotonic() + delay
+            _LOGGER.debug("mqtt: next connection attempt in %.1f s", delay)
+            await asyncio.sleep(delay)
+
+    def _backoff(self, tries: int, auth_failure: bool) -> float:
+        cap = self._backoff_max_s
+        delay = cap if auth_failure else min(cap, self._backoff_base_s * BACKOFF_FACTOR**tries)
+        return delay / 2 + random.uniform(0, delay / 2)
+
+    def _report_failure(self, message: str) -> None:
+        self._last_error = message
+        level = logging.WARNING if self._failures == 0 else logging.DEBUG
+        _LOGGER.log(level, "mqtt %s:%d: %s", self._mqtt.host, self._mqtt.port, message)
+        self._failures += 1
+
+    def _set_state(self, new: LinkState) -> None:
+        if new is not self._link_state:
+            _LOGGER.debug("mqtt link %s → %s", self._link_state.value, new.value)
+            self._link_state = new
+
+    async def _session(self) -> float:
+        """One connection: connect, serve until lost; how long it was up (raises if never)."""
+        loop = asyncio.get_running_loop()
+        conn = _Connection(loop)
+        self._set_state(LinkState.CONNECTING)
+        will = self._state_payload(online=False, reason="connection_lost", full=False)
+        opening = loop.run_in_executor(None, self._open_client, conn, will)
+        try:
+            client = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(_abandon_client)
+            self._set_state(LinkState.DISCONNECTED)
+            raise
+        except BaseException:
+            self._set_state(LinkState.DISCONNECTED)
+            raise
+        self._conn = conn
+        drain: asyncio.Task[None] | None = None
+        try:
+            client.loop_start()
+            await asyncio.wait(
+                (conn.connack, conn.closed),
+                timeout=CONNACK_TIMEOUT_S,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if conn.connack.done():
+                session_present, code, name = conn.connack.result()
+                if code >= 0x80:
+                    raise _Refused(code, name)
+            elif conn.closed.done():
+                raise ConnectionError(f"closed before CONNACK: {conn.closed.result()}")
+            else:
+                raise TimeoutError(f"no CONNACK within {CONNACK_TIMEOUT_S:.0f} s")
+            self._on_connected(conn, session_present)
+            up_since = time.monotonic()
+            drain = asyncio.create_task(self._drain(conn), name="shelfedge-mqtt-drain")
+            try:
+                await asyncio.wait((conn.closed, drain), return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                if not conn.closed.done():
+                    await self._goodbye(conn)
+                raise
+            if drain.done() and not drain.cancelled() and drain.exception() is not None:
+                raise RuntimeError("outbox drain failed") from drain.exception()
+            reason = conn.closed.result() if conn.closed.done() else "drain stopped"
+            self._report_failure(f"connection lost: {reason}")
+            return time.monotonic() - up_since
+        finally:
+            await self._end_session(conn, client, drain)
+
+    def _open_client(self, conn: _Connection, will: bytes) -> paho.Client:
+        """Worker thread: build the paho client (TLS files are read here) and connect."""
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        m = self._mqtt
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            reconnect_on_failure=False,  # reconnecting is this module's job (backoff, state)
+        )
+        client.connect_timeout = CONNECT_TIMEOUT_S
+        if m.username is not None:
+            client.username_pw_set(m.username, m.password)
+        if m.tls is not None:
+            client.tls_set(
+                ca_certs=str(m.tls.ca),
+                certfile=None if m.tls.cert is None else str(m.tls.cert),
+                keyfile=None if m.tls.key is None else str(m.tls.key),
+            )
+        client.will_set(self.state_topic, will, qos=1, retain=True)
+        self._bind_callbacks(client, conn)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        conn.client = client
+        client.connect(m.host, m.port, m.keepalive_s, clean_start=False, properties=props)
+        return client
+
+    def _bind_callbacks(self, client: paho.Client, conn: _Connection) -> None:
+        """paho callbacks run on paho's thread: they only hand over to the loop."""
+
+        def on_connect(_c: Any, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
+            self._call_soon(self._on_connack, conn, bool(flags.session_present), rc)
+
+        def on_disconnect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+            self._call_soon(self._on_closed, conn, str(rc))
+
+        def on_publish(_c: Any, _u: Any, mid: int, rc: Any, _p: Any) -> None:
+            self._call_soon(self._on_puback, conn, mid, int(rc.value), str(rc))
+
+        def on_subscribe(_c: Any, _u: Any, _mid: int, rcs: list[Any], _p: Any) -> None:
+            self._call_soon(self._on_suback, conn, [(int(rc.value), str(rc)) for rc in rcs])
+
+        def on_message(_c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
+            self._on_message(msg.topic, bytes(msg.payload))
+
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
+        client.on_publish = on_publish
+        client.on_subscribe = on_subscribe
+        client.on_message = on_message
+
+    async def _end_session(
+        self, conn: _Connection, client: paho.Client, drain: asyncio.Task[None] | None
+    ) -> None:
+        self._conn = None
+        if conn.connected:
+            self._disconnects += 1
+        conn.connected = False
+        self._set_state(LinkState.DISCONNECTED)
+        if drain is not None:
+            drain.cancel()
+            await asyncio.gather(drain, return_exceptions=True)
+        # What was in flight and not acknowledged goes round again on the next connection:
+        # outbox rows are still in the outbox; offers go back to the front of the RAM queue.
+        self._queue_offers(list(conn.offers.values()), front=True)
+        conn.offers.clear()
+        conn.rows.clear()
+        for waiter in conn.waiters.values():
+            if not waiter.done():
+                waiter.set_result(False)
+        if not conn.closed.done():
+            client.disconnect()
+        await asyncio.to_thread(client.loop_stop)
+        await self._flush_acked()
+
+    def _on_connected(self, conn: _Connection, session_present: bool) -> None:
+        conn.connected = True
+        self._connects += 1
+        self._next_attempt_at = None
+        self._set_state(LinkState.CONNECTED)
+        _LOGGER.info(
+            "mqtt connected to %s:%d as %s (session present: %s%s)",
+            self._mqtt.host,
+            self._mqtt.port,
+            self.client_id,
+            session_present,
+            f", after {self._failures} failure(s)" if self._failures else "",
+        )
+        self._failures = 0
+        self._publish_state(conn)
+        assert conn.client is not None
+        conn.client.subscribe(self.sightings_topic, qos=1)
+        self._flush_offers(conn)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _goodbye(self, conn: _Connection) -> None:
+        """Clean shutdown: retained offline state, wait for its PUBACK, then DISCONNECT."""
+        payload = self._state_payload(online=False, reason="shutdown", full=True)
+        mid = self._publish(conn, self.state_topic, payload, retain=True)
+        if mid is not None:
+            waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            conn.waiters[mid] = waiter
+            try:
+                async with asyncio.timeout(GOODBYE_TIMEOUT_S):
+                    await waiter
+            except TimeoutError:
+                _LOGGER.warning("mqtt: offline state not acknowledged before disconnect")
+        assert conn.client is not None
+        # A normal DISCONNECT (reason 0) makes the broker discard the Last Will.
+        conn.client.disconnect()
+        _LOGGER.info("mqtt disconnected from %s:%d", self._mqtt.host, self._mqtt.port)
+
+    # -- paho thread → loop thread --------------------------------------------------------
+
+    def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
+            loop.call_soon_threadsafe(fn, *args)
+
+    def _on_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
+    def _on_connack(self, conn: _Connection, session_present: bool, rc: Any) -> None:
+        if not conn.connack.done():
+            conn.connack.set_result((session_present, int(rc.value), str(rc)))
+
+    def _on_closed(self, conn: _Connection, reason: str) -> None:
+        if not conn.closed.done():
+            conn.closed.set_result(reason)
+
+    def _on_puback(self, conn: _Connection, mid: int, code: int, name: str) -> None:
+        ok = code < 0x80
+        seq = conn.rows.pop(mid, None)
+        if seq is not None:
+            if ok:
+                self._acked.append(seq)
+                if self._wake is not None:
+                    self._wake.set()
+            else:
+                # Left in the outbox; retried on the next connection, not in a hot loop here.
+                self._last_error = f"broker refused outbox seq {seq}: {name}"
+                _LOGGER.warning("mqtt: broker refused outbox seq %d: %s", seq, name)
+            return
+        offer = conn.offers.pop(mid, None)
+        if offer is not None:
+            if ok:
+                self._offers_published += 1
+            else:
+                self._offers_dropped += 1
+                _LOGGER.warning("mqtt: broker refused an offer: %s", name)
+            return
+        waiter = conn.waiters.pop(mid, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(ok)
+        if not ok:
+            _LOGGER.warning("mqtt: broker refused a publish (mid %d): %s", mid, name)
+
+    def _on_suback(self, conn: _Connection, codes: list[tuple[int, str]]) -> None:
+        conn.subscribed = all(code < 0x80 for code, _ in codes)
+        for code, name in codes:
+            if code >= 0x80:
+                self._last_error = f"subscribe {self.sightings_topic} refused: {name}"
+                _LOGGER.warning("mqtt: subscription to %s refused: %s", self.sightings_topic, name)
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        """paho thread: queue app sightings for the loop (bounded; drops counted)."""
+        if topic != self.sightings_topic:
+            self._rx_other += 1
+            return
+        with self._inbox_lock:
+            if len(self._inbox) >= INBOX_MAX or len(payload) > self._max_rx_bytes:
+                self._rx_dropped += 1
+                return
+            self._inbox.append(payload)
+            if self._inbox_scheduled:
+                return
+            self._inbox_scheduled = True
+        self._call_soon(self._deliver_inbox)
+
+    def _deliver_inbox(self) -> None:
+        with self._inbox_lock:
+            batch, self._inbox = self._inbox, []
+            self._inbox_scheduled = False
+        for payload in batch:
+            self._rx_sightings += 1
+            try:
+                self._on_sightings(payload)
+            except Exception as exc:
+                # The exception text may quote the payload: name its type only (traceback DEBUG).
+                _LOGGER.error(
+                    "on_sightings failed for a %d-byte message: %s",
+                    len(payload),
+                    type(exc).__name__,
+                )
+                _LOGGER.debug("on_sightings traceback", exc_info=True)
+
+    # -- publishing (loop thread) ---------------------------------------------------------
+
+    def _publish(
+        self,
+        conn: _Connection,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        properties: Any = None,
+    ) -> int | None:
+        """QoS 1 publish on the current connection; the mid, or None if it was not sent."""
+        from paho.mqtt.enums import MQTTErrorCode
+
+        client = conn.client
+        if client is None or not conn.connected:
+            return None
+        info = client.publish(topic, payload, qos=1, retain=retain, properties=properties)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            _LOGGER.debug("mqtt: %s (%d bytes) not sent: rc=%s", topic, len(payload), info.rc)
+            return None
+        _LOGGER.debug("mqtt: sent %s (%d bytes, mid %d)", topic, len(payload), info.mid)
+        return int(info.mid)
+
+    def _state_payload(self, *, online: bool, reason: str | None, full: bool) -> bytes:
+        state: dict[str, Any] = {}
+        if full:
+            try:
+                state = dict(self._state_fn())
+            except Exception:
+                _LOGGER.exception("state() failed; publishing a minimal state")
+        state.update(site=self._cfg.site, device=self._cfg.device, online=online)
+        if reason is not None:
+            state["reason"] = reason
+        return json.dumps(state, separators=(",", ":"), default=str).encode()
+
+    def _publish_state(self, conn: _Connection) -> None:
+        payload = self._state_payload(online=True, reason=None, full=True)
+        if self._publish(conn, self.state_topic, payload, retain=True) is not None:
+            self._states_published += 1
+
+    def _row_properties(self, row: OutboxRow) -> Any:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.UserProperty = [("id", row.id), ("seq", str(row.seq))]
+        return props
+
+    async def _drain(self, conn: _Connection) -> None:
+        """Publish undelivered outbox rows in seq order, at most INFLIGHT_WINDOW unacknowledged."""
+        wake = self._wake
+        assert wake is not None
+        while True:
+            await wake.wait()
+            wake.clear()
+            await self._flush_acked()
+            room = INFLIGHT_WINDOW - len(conn.rows)
+            if not conn.connected or room <= 0:
+                continue
+            try:
+                rows = await asyncio.to_thread(self._outbox.pending, room, after=conn.after)
+            except OutboxError as exc:
+                self._last_error = str(exc)
+                _LOGGER.error("mqtt: cannot read the outbox: %s", exc)
+                await asyncio.sleep(1.0)
+                wake.set()
+                continue
+            for row in rows:
+                topic = f"{self.root}/{row.topic}"
+                mid = self._publish(conn, topic, row.payload, properties=self._row_properties(row))
+                if mid is None:
+                    return  # the connection is going down; the next one starts over
+                conn.rows[mid] = row.seq
+                conn.after = row.seq
+            if len(rows) == room:
+                wake.set()  # there may be more
+
+    async def _flush_acked(self) -> None:
+        if not self._acked:
+            return
+        seqs, self._acked = self._acked, []
+        self._published += len(seqs)
+        try:
+            await asyncio.to_thread(self._outbox.mark_delivered_many, seqs)
+        except OutboxError as exc:
+            # The rows stay and are sent again later: a duplicate, which consumers drop by id.
+            self._last_error = str(exc)
+            _LOGGER.error("mqtt: cannot delete %d delivered outbox row(s): %s", len(seqs), exc)
+
+    # -- offers (RAM only) ----------------------------------------------------------------
+
+    def _accept_offer(self, offer: _Offer) -> None:
+        conn = self._conn
+        if conn is not None and conn.connected and self._send_offer(conn, offer):
+            return
+        self._queue_offers([offer])
+
+    def _send_offer(self, conn: _Connection, offer: _Offer) -> bool:
+        mid = self._publish(conn, self.offer_topic, offer.body)
+        if mid is None:
+            return False
+        conn.offers[mid] = offer
+        return True
+
+    def _queue_offers(self, offers: list[_Offer], *, front: bool = False) -> None:
+        if front:
+            self._offers.extendleft(reversed(offers))
+        else:
+            self._offers.extend(offers)
+        while len(self._offers) > OFFER_QUEUE_MAX:
+            self._offers.popleft()
+            self._offers_dropped += 1
+
+    def _expire_offers(self) -> None:
+        now = self._clock()
+        if any(o.expires_at <= now for o in self._offers):
+            kept = [o for o in self._offers if o.expires_at > now]
+            self._offers_expired += len(self._offers) - len(kept)
+            self._offers = deque(kept)
+
+    def _flush_offers(self, conn: _Connection) -> None:
+        self._expire_offers()
+        while self._offers:
+            offer = self._offers.popleft()
+            if not self._send_offer(conn, offer):
+                self._offers.appendleft(offer)
+                return
+
+    async def _offer_sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(OFFER_SWEEP_S)
+            self._expire_offers()
+
+
+def _abandon_client(opening: asyncio.Future[paho.Client]) -> None:
+    """A connect finished after its session was cancelled: close that connection cleanly."""
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    try:
+        opening.result().disconnect()
+    except Exception:  # best effort on the way out
+        _LOGGER.debug("mqtt: closing an abandoned connection failed", exc_info=True)
