@@ -17,6 +17,8 @@ import hashlib
 import json
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from edge.decide.features import (
     FeatureInput,
     encode_into,
 )
+from edge.decide.tflite_check import IDENTIFIER, FlatbufferError, check_tflite
 from edge.errors import ModelError
 
 _LOGGER = logging.getLogger(__name__)
@@ -97,7 +100,7 @@ def read_card(card_path: Path) -> dict[str, Any]:
 
 def verify_card(data: bytes, model_path: Path, card: dict[str, Any], card_path: Path) -> None:
     """Flatbuffer identifier, SHA-256, contract version, feature names and shapes."""
-    if len(data) < 8 or data[4:8] != b"TFL3":
+    if len(data) < 8 or data[4:8] != IDENTIFIER:
         raise ModelError(
             f"{model_path} is not a TFLite flatbuffer ({len(data)} bytes, "
             "file identifier TFL3 missing)"
@@ -147,6 +150,57 @@ def _check_tensors(interp: Any, model_path: Path, rows: int) -> tuple[int, int]:
     return int(ins[0]["index"]), int(outs[0]["index"])
 
 
+_PROBE = """
+import sys
+from tflite_runtime.interpreter import Interpreter
+try:
+    data = sys.stdin.buffer.read()
+    for rows in (1, int(sys.argv[1])):
+        it = Interpreter(model_content=data, num_threads=1)
+        it.allocate_tensors()
+        if rows != 1:
+            shape = list(it.get_input_details()[0]["shape"])
+            it.resize_tensor_input(it.get_input_details()[0]["index"], [rows, *shape[1:]])
+            it.allocate_tensors()
+        it.invoke()
+except Exception as exc:
+    sys.stderr.write(f"{type(exc).__name__}: {exc}")
+    sys.exit(3)
+"""
+
+
+def probe_in_child(data: bytes, model_path: Path, timeout_s: float = 60.0) -> None:
+    """Load and run the model in a child process first, so a runtime crash cannot kill us.
+
+    tflite_runtime 2.14 builds the interpreter without verifying the flatbuffer, and a
+    truncated or corrupt file can crash the process (ai_edge_litert verifies, so it is not
+    probed).
+    """
+    if not sys.executable:
+        _LOGGER.warning("cannot probe %s in a child process: no sys.executable", model_path)
+        return
+    try:
+        res = subprocess.run(
+            [sys.executable, "-c", _PROBE, str(BATCH)],
+            input=data,
+            capture_output=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ModelError(f"tflite_runtime probe of {model_path} failed: {exc}") from exc
+    if res.returncode < 0:
+        raise ModelError(
+            f"tflite_runtime crashed (signal {-res.returncode}) loading {model_path}: "
+            "not a valid TFLite model (truncated or corrupt flatbuffer)"
+        )
+    if res.returncode != 0:
+        why = res.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise ModelError(
+            f"tflite_runtime cannot load {model_path}: {why[-1] if why else res.returncode}"
+        )
+
+
 def _open(interpreter_cls: Any, data: bytes, runtime: str, model_path: Path, rows: int) -> Any:
     """An interpreter with ``rows`` input rows, its tensors checked against the contract."""
     try:
@@ -194,7 +248,13 @@ class CouponScorer:
             raise ModelError(f"cannot read model {model_path}: {exc.strerror or exc}") from exc
         card = read_card(card_path)
         verify_card(data, model_path, card, card_path)
+        try:
+            check_tflite(data)
+        except FlatbufferError as exc:
+            raise ModelError(f"{model_path} is not a valid TFLite model: {exc}") from exc
         runtime, interpreter_cls = import_interpreter()
+        if runtime == "tflite_runtime":
+            probe_in_child(data, model_path)
         single = _open(interpreter_cls, data, runtime, model_path, 1)
         batch = _open(interpreter_cls, data, runtime, model_path, BATCH)
         scorer = cls(single, batch, runtime, card, model_path)
