@@ -1,0 +1,92 @@
+"""Training script: context-only mapping, respondent blocks, and a full reproducibility rerun."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "train_model.py"
+MODELS = ROOT / "edge" / "decide" / "models"
+
+pytest.importorskip("pandas")
+pytest.importorskip("sklearn")
+pytest.importorskip("scipy")
+
+
+@pytest.fixture(scope="module")
+def train() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("train_model", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["train_model"] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def data_path(train: ModuleType) -> Path:
+    path: Path = train.DEFAULT_DATA
+    if not path.exists():
+        pytest.skip(f"training data not present at {path}")
+    return path
+
+
+def test_blocks_and_context_only_mapping(train: ModuleType, data_path: Path) -> None:
+    df, y, groups = train.load(data_path)
+    assert len(df) == 12_684 and len(np.unique(groups)) == 587 and set(y) == {0, 1}
+    head = df.head(300)
+    # The mapping works with the person columns removed: they cannot reach the model.
+    context_only = head[train.CONTEXT_COLUMNS]
+    assert train.to_inputs(context_only) == train.to_inputs(head)
+    assert not set(train.PERSON_COLUMNS) & set(train.CONTEXT_COLUMNS)
+
+
+def test_untrained_inputs_are_constant(train: ModuleType, data_path: Path) -> None:
+    from edge.decide import features as F
+
+    df, _, _ = train.load(data_path)
+    x = F.encode_batch(train.to_inputs(df.head(2000)))
+    for name in train.UNTRAINED:
+        col = x[:, F.FEATURE_NAMES.index(name)]
+        assert np.ptp(col) == 0, name
+
+
+@pytest.mark.slow
+def test_retrain_reproduces_card(tmp_path: Path, data_path: Path) -> None:
+    """Re-running the script gives the card's AUCs (±0.005) and, same environment, same bytes."""
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--data",
+            str(data_path),
+            "--out",
+            str(tmp_path),
+            "--reference",
+            str(tmp_path / "reference.json"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    new = json.loads((tmp_path / "coupon.card.json").read_text())
+    old = json.loads((MODELS / "coupon.card.json").read_text())
+    for key in ("grouped_cv_auc_mean", "grouped_cv_auc_min", "grouped_cv_auc_max"):
+        assert abs(new[key] - old[key]) <= 0.005, key
+    old_cmp = {c["name"]: c["auc"] for c in old["comparisons"]}
+    for c in new["comparisons"]:
+        assert abs(c["auc"] - old_cmp[c["name"]]) <= 0.005, c["name"]
+    assert new["training_data_sha256"] == old["training_data_sha256"]
+    if new["training"]["versions"] == old["training"]["versions"]:
+        same = (tmp_path / "coupon.tflite").read_bytes() == (MODELS / "coupon.tflite").read_bytes()
+        assert same, "same seed, same library versions, but a different model file"
