@@ -60,6 +60,7 @@ def test_untrained_inputs_are_constant(train: ModuleType, data_path: Path) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # ~40 s alone; leave room on a busy CI machine
 def test_retrain_reproduces_card(tmp_path: Path, data_path: Path) -> None:
     """Re-running the script gives the card's AUCs (±0.005) and, same environment, same bytes."""
     res = subprocess.run(
