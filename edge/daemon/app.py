@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 from edge import __version__
 from edge.config import AppConfig, config_hash, load_config
 from edge.decide.engine import Decision, DecisionEngine, Scorer
-from edge.decide.policy import Reason
+from edge.decide.policy import HoldoutGroup, Policy, Reason
 from edge.errors import ConfigError, ModelError
 from edge.events import (
     Advertisement,
@@ -100,6 +100,7 @@ class Application:
         clock: Clock | None = None,
         features: Features = Features(),
         scorer: Scorer | None = None,
+        holdout_salt: Callable[[int], bytes] | None = None,
     ) -> None:
         self.cfg = cfg
         self.config_path = config_path
@@ -109,7 +110,10 @@ class Application:
         self.ingest = Ingest(cfg, self.keys)
         self.tracker = PresenceTracker(cfg, self._on_presence)
         self.aggregator = WindowAggregator(cfg)
-        self.engine = DecisionEngine(cfg, self.tracker.layout, scorer=scorer)
+        policy = None
+        if holdout_salt is not None:  # the demo seeds it; production salts come from secrets
+            policy = Policy(cfg, HoldoutGroup(cfg.policy.holdout_share, holdout_salt))
+        self.engine = DecisionEngine(cfg, self.tracker.layout, scorer=scorer, policy=policy)
         self.outbox: Any = None
         self.display: Any = None
         self.link: Any = None
@@ -369,9 +373,9 @@ class Application:
         self.engine.cfg = new
         self.engine.set_campaigns(list(new.campaigns))
         if new.policy != old.policy:
-            from edge.decide.policy import Policy
-
-            self.engine.policy = Policy(new)
+            holdout = self.engine.policy.holdout  # keep today's salt: membership stays stable
+            holdout.share = new.policy.holdout_share
+            self.engine.policy = Policy(new, holdout)
         if self.display is not None:
             self.display.set_campaigns(list(new.campaigns))
         self.cfg = new

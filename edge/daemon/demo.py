@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import sys
 import time
 from dataclasses import dataclass
@@ -87,6 +88,7 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
         cfg,
         clock=clock,
         features=Features(display=opts.display, mqtt=False, model=True, autotick=False),
+        holdout_salt=random.Random(opts.seed).randbytes,
     )
     # The demo plays the central server too: it installs the site day keys (set_keys).
     app.set_keys(sim.day_keys(), version=1)
