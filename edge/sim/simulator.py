@@ -384,6 +384,19 @@ class StoreSimulator:
         last_use = min((epoch + 1) * air.RPI_PERIOD_S, shopper.departure)
         self._rpis[rpi] = (shopper, last_use)
 
+    def _advertise(self, ts: float, phone: _Phone) -> int:
+        """Queue one advertisement of the phone per receiver that hears it; return how many."""
+        pos = phone.shopper.path.position(ts)
+        if pos is None:
+            return 0
+        heard = self._rx.hear(pos[0], pos[1])
+        addr, md, sd = phone.address, phone.manufacturer_data, phone.service_data
+        rx_ids = self._rx_ids
+        append = self._pending.append
+        for i, rssi in heard:
+            append(Advertisement(addr, rssi, ts, rx_ids[i], md, sd))
+        return len(heard)
+
     def _android(self, ts: float, phone: _Phone) -> None:
         shopper = phone.shopper
         if ts > shopper.departure:
@@ -392,16 +405,7 @@ class StoreSimulator:
         day = self._calendar.date(ts)
         if epoch != phone.epoch or day != phone.day:
             self._rotate(phone, epoch, day)
-        pos = shopper.path.position(ts)
-        if pos is not None:
-            heard = self._rx.hear(pos[0], pos[1])
-            if heard:
-                addr, md, sd = phone.address, phone.manufacturer_data, phone.service_data
-                rx_ids = self._rx_ids
-                append = self._pending.append
-                for i, rssi in heard:
-                    append(Advertisement(addr, rssi, ts, rx_ids[i], md, sd))
-                self._c.token_adverts += len(heard)
+        self._c.token_adverts += self._advertise(ts, phone)
         self._push(ts + self._jitter(self._adv_interval), self._android, phone)
 
     def _ios(self, ts: float, phone: _Phone) -> None:
@@ -439,16 +443,7 @@ class StoreSimulator:
                 phone.manufacturer_data = MappingProxyType(air.continuity(self._air_rng))
             else:
                 phone.service_data = MappingProxyType(air.fast_pair(self._air_rng))
-        pos = shopper.path.position(ts)
-        if pos is not None:
-            heard = self._rx.hear(pos[0], pos[1])
-            if heard:
-                addr, md, sd = phone.address, phone.manufacturer_data, phone.service_data
-                rx_ids = self._rx_ids
-                append = self._pending.append
-                for i, rssi in heard:
-                    append(Advertisement(addr, rssi, ts, rx_ids[i], md, sd))
-                self._c.non_opted_in_adverts += len(heard)
+        self._c.non_opted_in_adverts += self._advertise(ts, phone)
         self._push(ts + self._jitter(self._adv_interval), self._other, phone)
 
     def _beacon(self, ts: float, index: int) -> None:
