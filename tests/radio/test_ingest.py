@@ -6,6 +6,9 @@ import datetime as dt
 import json
 from zoneinfo import ZoneInfo
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edge.events import Advertisement, BeaconSighting, Sighting, SightingSource
 from edge.radio import DayKeys, Ingest, token_tag
 from edge.radio.frames import uuid16_key
@@ -84,3 +87,31 @@ def test_local_date_follows_exact_midnight_in_half_hour_zone() -> None:
     assert ing.local_date(before) == dt.date(2026, 11, 23)
     assert ing.local_date(before + 2) == dt.date(2026, 11, 24)
     assert ing.local_date(before) == dt.date(2026, 11, 23)
+
+
+_FUZZ_INGEST, _FUZZ_NOW = _ingest()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sd=st.dictionaries(
+        st.sampled_from([uuid16_key(0xFFF4), uuid16_key(0xFEAA), uuid16_key(0x1234)]),
+        st.binary(max_size=40),
+        max_size=3,
+    ),
+    md=st.dictionaries(
+        st.sampled_from([0xFFFF, 0x004C, 0x0118, 0x1234]), st.binary(max_size=40), max_size=3
+    ),
+)
+def test_arbitrary_advertisement_bytes_never_raise(
+    sd: dict[str, bytes], md: dict[int, bytes]
+) -> None:
+    result = _FUZZ_INGEST.advertisement(_adv(_FUZZ_NOW, service_data=sd, manufacturer_data=md))
+    assert result is None or isinstance(result, Sighting | BeaconSighting)
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode)))
+def test_arbitrary_app_payload_never_raises(payload: bytes) -> None:
+    out: list[Sighting] = []
+    assert _FUZZ_INGEST.app_payload(payload, out.append) == len(out)
