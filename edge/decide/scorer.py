@@ -66,9 +66,6 @@ def import_interpreter(forced: str | None = None) -> tuple[str, Any]:
     if forced is not None and forced not in RUNTIMES:
         raise ModelError(f"{RUNTIME_ENV}={forced!r}: expected one of {', '.join(RUNTIMES)}")
     errors = []
-    # The runtimes' C++ INFO lines ("Created TensorFlow Lite XNNPACK delegate") would land on
-    # stderr, past our logging (this runtime prints them at the WARNING threshold too).
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     for name in (forced,) if forced else RUNTIMES:
         try:
             if name == "ai_edge_litert":
