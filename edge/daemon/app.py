@@ -408,8 +408,12 @@ class Application:
             queued_events=0 if self._queue is None else self._queue.qsize(),
         )
 
-    def state(self) -> dict[str, Any]:
-        """The device state as published on ``state`` (no raw signals)."""
+    def state(self, *, local: bool = False) -> dict[str, Any]:
+        """The device state as published on ``state`` (no raw signals).
+
+        Live per-zone counts of opted-in phones are not noised, so they are included only for
+        the local status view (``local=True``), never in what is published.
+        """
         budget = self.aggregator.budget
         today = self.engine.local_time(self.clock.now()).date().isoformat()
         raw = self.raw_holdings()
@@ -419,7 +423,6 @@ class Application:
                 "live_tokens": raw.tokens,
                 "raw_samples": raw.samples,
                 "oldest_raw_sample_age_s": round(raw.oldest_sample_age_s, 1),
-                "zone_counts": self.tracker.zone_counts(),
             },
             "decide": {
                 "reasons": dict(self.engine.reasons),
@@ -435,6 +438,8 @@ class Application:
             "last_errors": list(self._last_errors),
             "pending_restart": list(self._pending_restart),
         }
+        if local:
+            health["presence"]["zone_counts"] = self.tracker.zone_counts()
         return {
             "online": True,
             "version": __version__,

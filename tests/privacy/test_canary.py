@@ -163,3 +163,11 @@ async def test_no_raw_signal_leaves_the_device(
 
     # 5. RAM: nothing raw is left after shutdown.
     assert app.raw_holdings().total == 0
+
+
+def test_published_state_has_no_live_zone_counts() -> None:
+    from edge.daemon import Application
+
+    app = Application(demo_config())
+    assert "zone_counts" not in app.state()["health"]["presence"]
+    assert "zone_counts" in app.state(local=True)["health"]["presence"]
