@@ -26,7 +26,16 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
 fi
 if [ ! -x "$VENV/bin/python" ]; then
   echo "bootstrap: creating virtualenv $VENV" >&2
-  "$PY" -m venv "$VENV"
+  if ! "$PY" -m venv "$VENV" 2>/dev/null; then
+    # Debian/Raspberry Pi OS ship venv's ensurepip in a separate package.
+    rm -rf "$VENV"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "bootstrap: installing python3-venv" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >&2
+    "$PY" -m venv "$VENV"
+  fi
 fi
 stamp="$VENV/.shelfedge-installed"
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$(cat "$stamp")" != "$EXTRAS" ]; then
