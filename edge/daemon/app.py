@@ -41,6 +41,7 @@ from .clock import Clock, SystemClock
 
 _LOGGER = logging.getLogger(__name__)
 EVENT_QUEUE_MAX = 4096
+STOP_DRAIN_S = 2.0
 RESTART_SECTIONS = (
     "site",
     "device",
@@ -245,12 +246,18 @@ class Application:
         """Orderly shutdown: decide what is queued, flush the window, drop raw state."""
         if not self.running:
             return
-        self.running = False
-        if self._queue is not None:
-            while not self._queue.empty():
-                await self._handle(self._queue.get_nowait())
         now = self.clock.now()
         self.tracker.tick(now)
+        try:
+            await asyncio.wait_for(self.drain(), STOP_DRAIN_S)
+        except TimeoutError:
+            _LOGGER.warning("decision queue not drained in %.0f s; dropping the rest", STOP_DRAIN_S)
+        self.running = False
+        if self._queue is not None:
+            while not self._queue.empty():  # raw events must not outlive the process state
+                self._queue.get_nowait()
+                self._queue.task_done()
+                self.events_dropped += 1
         for token in list(self.tracker.live_tokens()):
             self.tracker.forget(token)
             self.engine.forget(token)
@@ -279,6 +286,13 @@ class Application:
             except Exception as exc:
                 self._error(f"decision: {type(exc).__name__}")
                 _LOGGER.exception("decision failed for one event; continuing")
+            finally:
+                self._queue.task_done()
+
+    async def drain(self) -> None:
+        """Wait until every queued presence event has been decided (simulation back-pressure)."""
+        if self._queue is not None and self.running:
+            await self._queue.join()
 
     async def _handle(self, ev: PresenceEvent) -> Decision:
         decision = await self.engine.decide(ev)

@@ -123,7 +123,7 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
                 if est is not None and truth is not None:
                     total += 1
                     correct += int(est == truth)
-            await asyncio.sleep(0)  # let the decision task run
+            await app.drain()  # the simulator must not outrun the decision stage
             if app.display is not None and (
                 t >= next_snapshot or (not first_cue_snapshot and app.offers_made > 0)
             ):
@@ -182,6 +182,7 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
         "ingest": app.ingest.counters.as_dict(),
         "cells_suppressed": app.aggregator.cells_suppressed_total,
         "frames": frames,
+        "events_dropped": app.events_dropped,
         "outbox": str(cfg.state_dir / "outbox.sqlite3"),
     }
     (opts.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -397,25 +397,26 @@ class StoreSimulator:
             append(Advertisement(addr, rssi, ts, rx_ids[i], md, sd))
         return len(heard)
 
-    def _android(self, ts: float, phone: _Phone) -> None:
-        shopper = phone.shopper
-        if ts > shopper.departure:
-            return
+    def _opted_in_phone_active(self, ts: float, phone: _Phone) -> bool:
+        """False once the shopper left; rotates the RPI at interval and day boundaries."""
+        if ts > phone.shopper.departure:
+            return False
         epoch = int(ts // air.RPI_PERIOD_S)
         day = self._calendar.date(ts)
         if epoch != phone.epoch or day != phone.day:
             self._rotate(phone, epoch, day)
+        return True
+
+    def _android(self, ts: float, phone: _Phone) -> None:
+        if not self._opted_in_phone_active(ts, phone):
+            return
         self._c.token_adverts += self._advertise(ts, phone)
         self._push(ts + self._jitter(self._adv_interval), self._android, phone)
 
     def _ios(self, ts: float, phone: _Phone) -> None:
-        shopper = phone.shopper
-        if ts > shopper.departure:
+        if not self._opted_in_phone_active(ts, phone):
             return
-        epoch = int(ts // air.RPI_PERIOD_S)
-        day = self._calendar.date(ts)
-        if epoch != phone.epoch or day != phone.day:
-            self._rotate(phone, epoch, day)
+        shopper = phone.shopper
         pos = shopper.path.position(ts)
         if pos is not None:
             heard = self._beacon_view.hear(pos[0], pos[1])
