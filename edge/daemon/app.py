@@ -153,7 +153,7 @@ class Application:
 
     def on_app_payload(self, payload: bytes) -> None:
         """Feed one app sighting message (JSON object or batch) from the store bus."""
-        self.ingest.app_payload(payload, self.tracker.sighting)
+        self.ingest.app_payload(payload, self.tracker.sighting, now=self.clock.now())
 
     def _on_presence(self, ev: PresenceEvent) -> None:
         self.aggregator.presence(ev)

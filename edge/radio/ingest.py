@@ -24,6 +24,7 @@ from edge.radio.keys import DayKeys
 _LOGGER = logging.getLogger(__name__)
 
 BeaconKey = tuple[str, ...]
+APP_MAX_FUTURE_S = 5.0
 
 
 class _AppIBeacon(BaseModel):
@@ -85,6 +86,7 @@ class IngestCounters:
     dropped_unverified: int = 0
     dropped_malformed: int = 0
     dropped_unknown_beacon: int = 0
+    dropped_stale: int = 0
     app_messages: int = 0
     app_invalid: int = 0
     by_source: dict[str, int] = field(default_factory=dict)
@@ -109,6 +111,7 @@ class Ingest:
         self._beacons: dict[BeaconKey, str] = {
             beacon_key(b.identity): b.id for b in cfg.store.beacons
         }
+        self._retention_s = cfg.privacy.raw_retention_s
         self._day_cache: tuple[float, float, dt.date] = (0.0, 0.0, dt.date.min)
 
     def local_date(self, ts: float) -> dt.date:
@@ -175,8 +178,15 @@ class Ingest:
         self.counters.beacons += 1
         return BeaconSighting(beacon_id, adv.receiver, adv.rssi, adv.ts)
 
-    def app_payload(self, payload: bytes | str, sink: Callable[[Sighting], None]) -> int:
-        """Validate an app sighting message (one object or a batch); emit sightings."""
+    def app_payload(
+        self, payload: bytes | str, sink: Callable[[Sighting], None], now: float | None = None
+    ) -> int:
+        """Validate an app sighting message (one object or a batch); emit sightings.
+
+        With ``now``, sightings stamped more than ``raw_retention_s`` in the past or more than
+        ``APP_MAX_FUTURE_S`` in the future (a phone's clock is not ours) are dropped: a future
+        time stamp would otherwise keep a raw sample in RAM past the retention bound.
+        """
         try:
             parsed = _APP_BATCH.validate_json(payload)
         except ValidationError as exc:
@@ -191,6 +201,11 @@ class Ingest:
         emitted = 0
         for item in items:
             self.counters.app_messages += 1
+            if now is not None and not (
+                now - self._retention_s <= item.ts <= now + APP_MAX_FUTURE_S
+            ):
+                self.counters.dropped_stale += 1
+                continue
             beacon_id = self._beacons.get(beacon_key(item.beacon))
             if beacon_id is None:
                 self.counters.dropped_unknown_beacon += 1

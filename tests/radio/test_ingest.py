@@ -80,6 +80,26 @@ def test_app_batch_valid_and_invalid() -> None:
     assert ing.counters.app_invalid == 2
 
 
+def test_app_sightings_outside_the_retention_window_are_dropped() -> None:
+    ing, now = _ingest()
+    beacon = {
+        "kind": "ibeacon",
+        "uuid": "5a4bcfce-174e-4bac-a814-092e77f6b7e5",
+        "major": 100,
+        "minor": 1,
+    }
+    out: list[Sighting] = []
+
+    def msg(ts: float) -> bytes:
+        frame = _frame(1, KEY_TODAY).hex()
+        return json.dumps({"frame": frame, "beacon": beacon, "rssi": -70, "ts": ts}).encode()
+
+    assert ing.app_payload(msg(now - 1), out.append, now=now) == 1
+    assert ing.app_payload(msg(now + 3600), out.append, now=now) == 0  # phone clock ahead
+    assert ing.app_payload(msg(now - 31), out.append, now=now) == 0  # older than retention
+    assert ing.counters.dropped_stale == 2
+
+
 def test_local_date_follows_exact_midnight_in_half_hour_zone() -> None:
     ing, _ = _ingest("Asia/Kolkata")
     tz = ZoneInfo("Asia/Kolkata")
