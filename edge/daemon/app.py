@@ -104,6 +104,7 @@ class Application:
         holdout_salt: Callable[[int], bytes] | None = None,
     ) -> None:
         self.cfg = cfg
+        self._config_hash = config_hash(cfg)
         self.config_path = config_path
         self.clock: Clock = clock or SystemClock()
         self.features = features
@@ -393,6 +394,7 @@ class Application:
         if self.display is not None:
             self.display.set_campaigns(list(new.campaigns))
         self.cfg = new
+        self._config_hash = config_hash(new)
         if self._pending_restart:
             _LOGGER.warning(
                 "config reloaded; changes to %s take effect after a restart",
@@ -459,7 +461,7 @@ class Application:
             "version": __version__,
             "site": self.cfg.site,
             "device": self.cfg.device,
-            "config_hash": config_hash(self.cfg),
+            "config_hash": self._config_hash,
             "model_id": self.model_id,
             "uptime_s": round(time.monotonic() - self._started_mono, 1),
             "health": health,
