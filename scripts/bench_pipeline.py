@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edge.config import AppConfig, load_config  # noqa: E402
-from edge.daemon import Application, Features, SimClock  # noqa: E402
+from edge.daemon.app import Application, Features  # noqa: E402
+from edge.daemon.clock import SimClock  # noqa: E402
 from edge.events import Advertisement, Sighting  # noqa: E402
 from edge.presence import PresenceTracker  # noqa: E402
 from edge.radio import DayKeys, Ingest  # noqa: E402

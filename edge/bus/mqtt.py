@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge.bus.outbox import Outbox, OutboxRow
 from edge.errors import OutboxError
+from edge.privacy.holders import Holding
 
 if TYPE_CHECKING:
     import paho.mqtt.client as paho
@@ -74,6 +75,8 @@ class _Refused(ConnectionError):
 class _Offer:
     body: bytes
     expires_at: float
+    token: bytes = b""
+    queued_mono: float = 0.0
 
 
 class _Connection:
@@ -204,7 +207,12 @@ class MqttLink:
         if expires_at <= self._clock():
             self._offers_expired += 1
             return False
-        offer = _Offer(json.dumps(payload, separators=(",", ":")).encode(), float(expires_at))
+        offer = _Offer(
+            json.dumps(payload, separators=(",", ":")).encode(),
+            float(expires_at),
+            bytes.fromhex(str(payload.get("token", ""))),
+            time.monotonic(),
+        )
         if self._loop is not None and not self._on_loop():
             self._call_soon(self._accept_offer, offer)
         else:
@@ -241,6 +249,36 @@ class MqttLink:
             },
             "last_error": self._last_error,
         }
+
+    # -- RawHolder: offers (tokens) and app sightings waiting in RAM --------------------
+
+    holder_name = "bus.offers"
+
+    def _held_offers(self) -> list[_Offer]:
+        conn = self._conn
+        return [*self._offers, *(() if conn is None else conn.offers.values())]
+
+    def purge(self, mono_now: float) -> None:
+        """Drop queued offers older than the raw retention (they carry a token)."""
+        cutoff = mono_now - self._cfg.privacy.raw_retention_s
+        kept = [o for o in self._offers if o.queued_mono >= cutoff]
+        self._offers_expired += len(self._offers) - len(kept)
+        self._offers = deque(kept)
+
+    def forget(self, token: bytes) -> int:
+        """Drop queued offers for a token."""
+        kept = [o for o in self._offers if o.token != token]
+        gone = len(self._offers) - len(kept)
+        self._offers = deque(kept)
+        return gone
+
+    def held(self, mono_now: float) -> Holding:
+        """Offers waiting or in flight, plus app-sighting messages not yet handed over."""
+        offers = self._held_offers()
+        with self._inbox_lock:
+            inbox = len(self._inbox)
+        oldest = min((o.queued_mono for o in offers), default=mono_now)
+        return Holding(len(offers) + inbox, max(0.0, mono_now - oldest))
 
     # -- connection supervision ---------------------------------------------------------
 
@@ -430,7 +468,9 @@ class MqttLink:
         self._failures = 0
         self._publish_state(conn)
         assert conn.client is not None
-        conn.client.subscribe(self.sightings_topic, qos=1)
+        # QoS 0 on purpose: with a persistent session the broker would queue QoS 1 app
+        # sightings (raw signals) for this device while it is offline.
+        conn.client.subscribe(self.sightings_topic, qos=0)
         self._flush_offers(conn)
         if self._wake is not None:
             self._wake.set()

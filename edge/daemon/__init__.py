@@ -1,11 +1,9 @@
-"""Daemon core: the ``Application`` that owns and wires every stage, clocks, and the demo.
+"""Daemon core: the composition root, the supervisor, the device service, clocks, the demo.
 
-``app`` holds the lifecycle (start, SIGTERM stop with window flush, SIGHUP reload that keeps
-the running config when the new one is invalid) and the device state; ``demo`` drives it with
-the store simulator and scores it against ground truth.
+``app`` builds the parts and routes events between them; ``supervisor`` owns every
+component's task (restart with backoff, watchdog); ``service`` is the one way to change the
+running appliance (control socket, commands, demo); ``state`` builds the published state and
+the local status; ``demo`` drives it all with the store simulator and scores it against
+ground truth. Import the modules directly (``edge.daemon.app``); this package imports
+nothing so that a part can be used without pulling in the whole daemon.
 """
-
-from edge.daemon.app import Application, Features
-from edge.daemon.clock import Clock, SimClock, SystemClock
-
-__all__ = ["Application", "Clock", "Features", "SimClock", "SystemClock"]

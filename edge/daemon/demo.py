@@ -8,6 +8,7 @@ here, to score zone accuracy; nothing of it reaches the daemon.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import random
@@ -16,12 +17,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 from edge.config import AppConfig, load_config
 from edge.events import Advertisement
 
 from .app import Application, Features
 from .clock import SimClock
+from .service import Screenshot, SetKeys
 
 _LOGGER = logging.getLogger(__name__)
 DEMO_CONFIG = Path(__file__).with_name("demo-store.yaml")
@@ -84,15 +87,17 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
     frames_dir.mkdir(exist_ok=True)
     sim = StoreSimulator(cfg, seed=opts.seed)
     clock = SimClock(sim.start_ts)
+    tz = ZoneInfo(cfg.timezone)
     app = Application(
         cfg,
         clock=clock,
         features=Features(display=opts.display, mqtt=False, model=True, autotick=False),
         holdout_salt=random.Random(opts.seed).randbytes,
     )
-    # The demo plays the central server too: it installs the site day keys (set_keys).
-    app.set_keys(sim.day_keys(), version=1)
+    service = app.service
     await app.start()
+    # The demo plays the central server too: it installs the site day keys (set_keys).
+    await service.set_keys(SetKeys(version=1, keys=sim.day_keys()))
     wall_start = time.monotonic()
     end = sim.start_ts + opts.minutes * 60.0
     progress = _Progress(stream)
@@ -102,6 +107,11 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
     next_snapshot = sim.start_ts
     first_cue_snapshot = False
     t = sim.start_ts
+
+    async def snapshot(name: str) -> None:
+        result = await service.screenshot(Screenshot(str(frames_dir / name)))
+        frames.append(result.path)
+
     try:
         while t < end:
             t = min(t + STEP_S, end)
@@ -114,8 +124,7 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
             clock.set(t)
             app.tick(t)
             await app.flush_windows()
-            for token in app.tracker.live_tokens():
-                est = app.tracker.zone_of(token)
+            for token, est in app.live_zones().items():
                 shopper = sim.shopper_of(token)
                 if shopper is not None:
                     detected.add(shopper)
@@ -125,26 +134,27 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
                     correct += int(est == truth)
             await app.drain()  # the simulator must not outrun the decision stage
             if app.display is not None and (
-                t >= next_snapshot or (not first_cue_snapshot and app.offers_made > 0)
+                t >= next_snapshot or (not first_cue_snapshot and app.counters.offers > 0)
             ):
                 if t >= next_snapshot:
                     next_snapshot += opts.snapshot_every_min * 60.0
                 else:
                     first_cue_snapshot = True
                     await asyncio.sleep(0.3)  # let the renderer show the cue
-                name = f"frame-{len(frames):03d}-{app.engine.local_time(t):%H%M%S}.png"
-                path = await asyncio.to_thread(app.display.snapshot, frames_dir / name)
-                frames.append(str(path))
+                await snapshot(
+                    f"frame-{len(frames):03d}-{dt.datetime.fromtimestamp(t, tz):%H%M%S}.png"
+                )
             sim_min = (t - sim.start_ts) / 60.0
+            local = (await service.status())["local"]
             progress.update(
                 sim_min,
                 opts.minutes,
                 {
                     "shoppers": sim.stats.shoppers,
                     "in-store": sim.live_shoppers(),
-                    "phones": app.raw_holdings().tokens,
-                    "offers": app.offers_made,
-                    "windows": app.windows_written,
+                    "phones": sum(local["zone_counts"].values()),
+                    "offers": local["offers"],
+                    "windows": local["windows"]["written"],
                     "zone-acc": f"{correct / total:.1%}" if total else "-",
                 },
             )
@@ -155,14 +165,14 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
                     await asyncio.sleep(delay)
     finally:
         if app.display is not None:
-            name = f"frame-{len(frames):03d}-final.png"
             try:
-                frames.append(str(await asyncio.to_thread(app.display.snapshot, frames_dir / name)))
+                await snapshot(f"frame-{len(frames):03d}-final.png")
             except Exception as exc:  # a failed snapshot must not lose the summary
-                _LOGGER.error("final snapshot failed: %s", exc)
+                _LOGGER.error("final snapshot failed: %s", type(exc).__name__)
+        status = await service.status()
         await app.stop()
         progress.done()
-    raw = app.raw_holdings()
+    local = status["local"]
     stats = sim.stats
     summary: dict[str, Any] = {
         "shoppers": stats.shoppers,
@@ -170,20 +180,27 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
         "opted_in_detected": len(detected),
         "zone_accuracy": round(correct / total, 4) if total else 0.0,
         "zone_samples": total,
-        "offers": app.offers_made,
-        "offers_model_ranked": app.offers_model_ranked,
-        "windows_written": app.windows_written,
-        "raw_records_after_shutdown": raw.total,
+        "offers": app.counters.offers,
+        "offers_model_ranked": app.counters.offers_model_ranked,
+        "windows_written": 0 if app.spool is None else app.spool.written,
+        "windows_withheld": local["windows_withheld"],
+        "raw_records_after_shutdown": app.raw_total(),
+        "raw_holders": sorted(app.registry.names()),
         "simulated_minutes": opts.minutes,
         "wall_seconds": round(time.monotonic() - wall_start, 2),
         "seed": opts.seed,
-        "model_id": app.model_id,
-        "decision_reasons": dict(app.engine.reasons),
-        "ingest": app.ingest.counters.as_dict(),
-        "cells_suppressed": app.aggregator.cells_suppressed_total,
+        "model_id": status["model_id"],
+        "decision_reasons": local["decision_reasons"],
+        "ingest": local["ingest"],
+        "cells_suppressed": local["cells_suppressed"],
+        "epsilon": {
+            k: status["privacy"][k]
+            for k in ("epsilon_per_day", "epsilon_spent_today", "epsilon_remaining_today")
+        },
         "frames": frames,
-        "events_dropped": app.events_dropped,
+        "events_dropped": local["events_dropped"],
         "outbox": str(cfg.state_dir / "outbox.sqlite3"),
+        "control_socket": str(cfg.state_dir / "control.sock"),
     }
     (opts.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

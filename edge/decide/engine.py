@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -68,12 +69,13 @@ class DecisionEngine:
         layout: StoreLayout,
         *,
         scorer: Scorer | None = None,
+        scorer_source: Callable[[], Scorer | None] | None = None,
         policy: Policy | None = None,
         context: SiteContext | None = None,
     ) -> None:
         self.cfg = cfg
         self.layout = layout
-        self.scorer = scorer
+        self._scorer_source = scorer_source or (lambda: scorer)
         self.policy = policy or Policy(cfg)
         self.context = context or SiteContext()
         self._tz = ZoneInfo(cfg.timezone)
@@ -83,9 +85,28 @@ class DecisionEngine:
         self.model_ranked = 0
         self.model_errors = 0
 
+    @property
+    def scorer(self) -> Scorer | None:
+        """The model in use right now, if any."""
+        return self._scorer_source()
+
     def set_campaigns(self, campaigns: list[Campaign]) -> None:
         """Replace the campaign catalogue."""
         self._campaigns = list(campaigns)
+
+    def apply_config(self, cfg: AppConfig) -> None:
+        """Take a reloaded config: new rules and campaigns; per-token counters stay."""
+        self.cfg = cfg
+        self.policy.update_config(cfg)
+        self.set_campaigns(list(cfg.campaigns))
+
+    def set_context(self, context: SiteContext) -> None:
+        """Site context pushed by central (``set_context``)."""
+        self.context = context
+
+    def count(self, reason: Reason) -> None:
+        """Count a decision taken outside ``decide`` (e.g. tier 0 counted only)."""
+        self.reasons[reason.value] += 1
 
     def local_time(self, ts: float) -> dt.datetime:
         """Site-local time of a timestamp."""
@@ -150,12 +171,13 @@ class DecisionEngine:
             return Decision(Reason.NO_CANDIDATE)
         chosen = cands[0]
         ranked = False
-        if ev.tier >= 2 and self.scorer is not None:
+        scorer = self.scorer
+        if ev.tier >= 2 and scorer is not None:
             offers = self.policy.offers_this_visit(ev.token)
             rows = [self.features(ev, c, local, offers) for c in cands]
             try:
                 loop = asyncio.get_running_loop()
-                scores = await loop.run_in_executor(self._executor, self.scorer.score_batch, rows)
+                scores = await loop.run_in_executor(self._executor, scorer.score_batch, rows)
             except Exception:
                 self.model_errors += 1
                 _LOGGER.exception("model scoring failed; falling back to distance ranking")
@@ -172,9 +194,9 @@ class DecisionEngine:
         cue = OfferCue(ev.zone, chosen.id, chosen.headline, chosen.url, expires)
         return Decision(Reason.OFFERED, offer, cue)
 
-    def forget(self, token: bytes) -> None:
+    def forget(self, token: bytes) -> int:
         """Drop everything held for a token."""
-        self.policy.forget(token)
+        return self.policy.forget(token)
 
     def close(self) -> None:
         """Stop the model worker thread."""

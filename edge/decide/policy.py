@@ -1,7 +1,11 @@
 """Explicit offer policy: each rule is a small check that names itself when it blocks.
 
-The policy holds per-token counters (RAW, RAM only, dropped on leave) and per-screen rate
-state. Rules run in a fixed order; the first that blocks becomes the decision's reason.
+The policy holds per-token counters (RAW, RAM only) and per-screen rate state. A token's
+counters are dropped when it leaves, on ``forget``, and at the latest ``raw_retention_s``
+after the policy last saw it (monotonic clock). The appliance cannot link token rotations,
+so "per day" caps hold per token; a per-person daily cap is the central server's job.
+Counters survive a policy change (``update_config``). Rules run in a fixed order; the first
+that blocks becomes the decision's reason.
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ import enum
 import hashlib
 import hmac
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge.config.models import AppConfig, Campaign
+from edge.privacy.holders import Holding
 
 
 class Reason(enum.StrEnum):
@@ -23,6 +29,7 @@ class Reason(enum.StrEnum):
 
     OFFERED = "offered"
     TIER_COUNTED_ONLY = "tier_counted_only"
+    DEPARTED = "departed"
     HOLDOUT = "holdout"
     MIN_DWELL = "min_dwell"
     VISIT_CAP = "visit_cap"
@@ -40,6 +47,7 @@ class _TokenCounters:
     day_offers: int = 0
     last_offer_ts: float = -1e18
     offered: set[str] | None = None
+    seen_mono: float = 0.0
 
 
 class HoldoutGroup:
@@ -74,13 +82,31 @@ def is_sensitive(c: Campaign, sensitive: frozenset[str]) -> bool:
 class Policy:
     """Caps, cool-down, minimum dwell, screen rate limit and holdout, per config."""
 
-    def __init__(self, cfg: AppConfig, holdout: HoldoutGroup | None = None) -> None:
+    holder_name = "decide.policy"
+
+    def __init__(
+        self,
+        cfg: AppConfig,
+        holdout: HoldoutGroup | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._mono = monotonic
+        self._tokens: dict[bytes, _TokenCounters] = {}
+        self._screen_offers: deque[float] = deque()
+        self.holdout = holdout or HoldoutGroup(cfg.policy.holdout_share)
+        self._set_rules(cfg)
+
+    def _set_rules(self, cfg: AppConfig) -> None:
         p = cfg.policy
         self.cfg = p
         self.sensitive = frozenset(x.lower() for x in p.sensitive_categories)
-        self.holdout = holdout or HoldoutGroup(p.holdout_share)
-        self._tokens: dict[bytes, _TokenCounters] = {}
-        self._screen_offers: deque[float] = deque()
+        self._retention = cfg.privacy.raw_retention_s
+
+    def update_config(self, cfg: AppConfig) -> None:
+        """Take new rules; per-token counters, the screen rate and today's holdout salt stay."""
+        self._set_rules(cfg)
+        self.holdout.share = cfg.policy.holdout_share
 
     def check(
         self, token: bytes, tier: int, dwell_s: float, now: float, day: dt.date
@@ -94,6 +120,7 @@ class Policy:
             return Reason.MIN_DWELL
         tc = self._tokens.get(token)
         if tc is not None:
+            tc.seen_mono = self._mono()
             if tc.visit_offers >= self.cfg.max_offers_per_visit:
                 return Reason.VISIT_CAP
             if tc.day == day and tc.day_offers >= self.cfg.max_offers_per_day:
@@ -125,11 +152,25 @@ class Policy:
         tc.day_offers += 1
         tc.last_offer_ts = now
         tc.offered = (tc.offered or set()) | {coupon_id}
+        tc.seen_mono = self._mono()
         self._screen_offers.append(now)
 
-    def forget(self, token: bytes) -> None:
-        """Drop the token's counters (visit ended or ``forget``)."""
-        self._tokens.pop(token, None)
+    def forget(self, token: bytes) -> int:
+        """Drop the token's counters (visit ended or ``forget``); 1 when there were any."""
+        return int(self._tokens.pop(token, None) is not None)
+
+    def purge(self, mono_now: float) -> None:
+        """Drop counters of tokens the policy has not seen within the raw retention."""
+        cutoff = mono_now - self._retention
+        for token in [t for t, tc in self._tokens.items() if tc.seen_mono < cutoff]:
+            del self._tokens[token]
+
+    def held(self, mono_now: float) -> Holding:
+        """Tokens with counters, and how long ago the stalest was seen."""
+        if not self._tokens:
+            return Holding(0, 0.0)
+        oldest = min(tc.seen_mono for tc in self._tokens.values())
+        return Holding(len(self._tokens), max(0.0, mono_now - oldest))
 
     def tokens_held(self) -> int:
         """Tokens with policy counters (introspection)."""

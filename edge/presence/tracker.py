@@ -2,18 +2,24 @@
 
 Everything here is a raw signal held in RAM only. A token's state lives while the phone is
 heard and is dropped ``presence.token_ttl_s`` after its last sighting (≤ the raw retention);
-per-anchor samples older than ``privacy.raw_retention_s`` are purged on every tick.
+per-anchor samples older than ``privacy.raw_retention_s`` are purged on every tick. Retention
+is also enforced on the monotonic clock (``purge``), so a wall-clock step backwards cannot
+keep a token alive. No zone path is kept: pace is a decaying count of zone changes, not a
+list of their times.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from edge.config.models import AppConfig
 from edge.events import PresenceEvent, PresenceKind, Sighting
 from edge.presence.layout import StoreLayout
+from edge.privacy.holders import Holding
 
 _LOGGER = logging.getLogger(__name__)
 PACE_WINDOW_S = 300.0
@@ -37,7 +43,13 @@ class TokenState:
     previous_zone: str | None = None
     zone_since: float = 0.0
     last_dwell_emit: float = 0.0
-    zone_changes: list[float] = field(default_factory=list)
+    changes: float = 0.0  # zone changes, decaying with PACE_WINDOW_S (no path is kept)
+    changes_ts: float = 0.0
+    last_mono: float = 0.0  # monotonic time of the last sighting (retention)
+
+    def pace_changes(self, now: float) -> float:
+        """Zone changes over roughly the last ``PACE_WINDOW_S`` (exponentially decayed)."""
+        return self.changes * math.exp(-max(0.0, now - self.changes_ts) / PACE_WINDOW_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +64,16 @@ class RawRetention:
 class PresenceTracker:
     """Turns sightings into zone, dwell and leave events for each live token."""
 
-    def __init__(self, cfg: AppConfig, emit: Callable[[PresenceEvent], None]) -> None:
+    holder_name = "presence.tracker"
+
+    def __init__(
+        self,
+        cfg: AppConfig,
+        emit: Callable[[PresenceEvent], None],
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._mono = monotonic
         self._layout = StoreLayout(cfg)
         self._emit = emit
         self._alpha = cfg.presence.smoothing_alpha
@@ -82,10 +103,11 @@ class PresenceTracker:
             if len(self._tokens) >= self._max_tokens:
                 self.dropped_capacity += 1
                 return
-            st = TokenState(tier=s.tier, first_seen=s.ts, last_seen=s.ts)
+            st = TokenState(tier=s.tier, first_seen=s.ts, last_seen=s.ts, changes_ts=s.ts)
             self._tokens[s.token] = st
         if s.ts > st.last_seen:
             st.last_seen = s.ts
+        st.last_mono = self._mono()
         # Path-loss normalised signal: higher means closer, comparable across anchors.
         level = s.rssi - anchor.rssi_at_1m + anchor.offset_db
         sample = st.anchors.get(s.anchor)
@@ -132,10 +154,8 @@ class PresenceTracker:
         st.zone_since = now
         st.last_dwell_emit = now
         if st.previous_zone is not None:
-            st.zone_changes.append(now)
-            cutoff = now - PACE_WINDOW_S
-            while st.zone_changes and st.zone_changes[0] < cutoff:
-                st.zone_changes.pop(0)
+            st.changes = st.pace_changes(now) + 1.0
+            st.changes_ts = now
         self._emit(self._event(PresenceKind.ENTER, token, st, now, previous_dwell))
 
     def _event(
@@ -154,7 +174,7 @@ class PresenceTracker:
             zone=st.zone or "",
             previous_zone=st.previous_zone,
             dwell_s=now - st.zone_since,
-            pace_per_min=len(st.zone_changes) / minutes,
+            pace_per_min=st.pace_changes(now) / minutes,
             ts=now,
             previous_dwell_s=previous_dwell,
         )
@@ -177,9 +197,30 @@ class PresenceTracker:
                 del st.anchors[a]
         return evicted
 
-    def forget(self, token: bytes) -> bool:
+    def forget(self, token: bytes) -> int:
         """Drop everything held for a token at once (``forget``); no LEAVE is emitted."""
-        return self._tokens.pop(token, None) is not None
+        st = self._tokens.pop(token, None)
+        return 0 if st is None else 1 + len(st.anchors)
+
+    def purge(self, mono_now: float) -> None:
+        """Evict tokens not heard for the raw retention on the monotonic clock (emits LEAVE)."""
+        cutoff = mono_now - self._retention
+        for token in [t for t, st in self._tokens.items() if st.last_mono < cutoff]:
+            st = self._tokens.pop(token)
+            if st.zone is not None:
+                self._emit(self._event(PresenceKind.LEAVE, token, st, st.last_seen))
+
+    def held(self, mono_now: float) -> Holding:
+        """Tokens and anchor samples held, and how long ago the stalest token was heard."""
+        if not self._tokens:
+            return Holding(0, 0.0)
+        records = sum(1 + len(st.anchors) for st in self._tokens.values())
+        oldest = min(st.last_mono for st in self._tokens.values())
+        return Holding(records, max(0.0, mono_now - oldest))
+
+    def is_live(self, token: bytes) -> bool:
+        """True while the token has state here."""
+        return token in self._tokens
 
     def clear(self) -> None:
         """Drop all raw state (shutdown)."""

@@ -20,6 +20,7 @@ class Holding:
 
     records: int
     oldest_age_s: float = 0.0
+    limit_s: float = 0.0  # retention bound for this holder; 0 = privacy.raw_retention_s
 
     def as_dict(self) -> dict[str, float | int]:
         """JSON-ready form (counts and ages only)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.daemon import Application, Features
+from edge.daemon.app import Application, Features
 from tests.bus.support import make_cfg, until
 from tests.conftest import Mosquitto, MqttCapture
 

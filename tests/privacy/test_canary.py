@@ -66,7 +66,8 @@ async def test_no_raw_signal_leaves_the_device(
     state_dir: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from edge.daemon import Application, Features, SimClock
+    from edge.daemon.app import Application, Features
+    from edge.daemon.clock import SimClock
     from edge.sim import AppReport, StoreSimulator
 
     caplog.set_level(logging.DEBUG)
@@ -166,7 +167,7 @@ async def test_no_raw_signal_leaves_the_device(
 
 
 def test_published_state_has_no_live_zone_counts() -> None:
-    from edge.daemon import Application
+    from edge.daemon.app import Application
 
     app = Application(demo_config())
     assert "zone_counts" not in app.state()["health"]["presence"]

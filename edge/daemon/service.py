@@ -1,0 +1,389 @@
+"""The device service: the one way to change or inspect the running appliance.
+
+Signed MQTT commands, the local control socket (technician tools) and the demo all call
+these methods; nothing else mutates components. Every method takes a typed argument and
+returns a typed result (frozen dataclasses, validated from JSON by pydantic at the edges).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
+
+from edge.config import AppConfig, Campaign, config_hash, load_config
+from edge.decide.engine import DecisionEngine, SiteContext
+from edge.decide.model_worker import ModelWorker
+from edge.errors import CommandRejected, ConfigError, ModelError, ShelfEdgeError
+from edge.privacy.aggregates import WindowAggregator
+from edge.privacy.holders import RawRegistry
+from edge.radio import DayKeys
+
+from .state import StateView
+from .supervisor import Supervisor
+
+_LOGGER = logging.getLogger(__name__)
+
+# Sections a running appliance cannot take live (a restart applies them).
+RESTART_SECTIONS = (
+    "site",
+    "device",
+    "timezone",
+    "state_dir",
+    "store",
+    "radio",
+    "privacy",
+    "presence",
+    "mqtt",
+    "commands",
+    "model",
+)
+LIVE_SECTIONS = ("policy", "campaigns", "display")
+_STRICT_ARGS = ConfigDict(extra="forbid")
+
+
+class Screen(Protocol):
+    """What the service needs from the display component."""
+
+    def show_message(self, text: str, seconds: float) -> None:
+        """Priority message override."""
+        ...
+
+    def set_campaigns(self, campaigns: list[Campaign]) -> None:
+        """Replace the playlist."""
+        ...
+
+    async def snapshot(self, path: Path) -> Path:
+        """Write the current frame as PNG."""
+        ...
+
+
+# -- arguments and results -----------------------------------------------------------------
+
+
+@with_config(_STRICT_ARGS)
+@dataclass(frozen=True, slots=True)
+class NoArgs:
+    """For methods that take nothing."""
+
+
+@with_config(_STRICT_ARGS)
+@dataclass(frozen=True, slots=True)
+class SetKeys:
+    """Site day keys ``{"YYYY-MM-DD": HEX32}`` with a version that must increase."""
+
+    version: int
+    keys: dict[str, str]
+
+
+@with_config(_STRICT_ARGS)
+@dataclass(frozen=True, slots=True)
+class SetCampaigns:
+    """A new campaign catalogue with a version that must increase."""
+
+    version: int
+    campaigns: list[Campaign]
+
+
+@with_config(_STRICT_ARGS)
+@dataclass(frozen=True, slots=True)
+class SetContext:
+    """Site context for the model (weather, temperature)."""
+
+    weather: str = "sunny"
+    temperature_c: float = 20.0
+
+
+@with_config(_STRICT_ARGS)
+@dataclass(frozen=True, slots=True)
+class DisplayMessage:
+    """Override the screen with ``text`` for ``seconds`` (0 clears)."""
+
+    text: str
+    seconds: float = 60.0
+
+
+@with_config(_STRICT_ARGS)
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """Drop everything held for one token (hex of the 16-byte RPI)."""
+
+    token: str
+
+
+@with_config(_STRICT_ARGS)
+@dataclass(frozen=True, slots=True)
+class UpdateModel:
+    """Verify the model at ``path`` (and its card) and swap it in."""
+
+    path: str
+    card: str | None = None
+
+
+@with_config(_STRICT_ARGS)
+@dataclass(frozen=True, slots=True)
+class Screenshot:
+    """Write the current screen as PNG to ``path``."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    """What a reload did: sections applied live and sections that need a restart."""
+
+    ok: bool
+    applied: list[str] = field(default_factory=list)
+    restart_needed: list[str] = field(default_factory=list)
+    config_hash: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """A state-setting command's outcome."""
+
+    version: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetResult:
+    """Records dropped per raw holder."""
+
+    dropped: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelResult:
+    """The model in use after ``update_model``."""
+
+    model_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenshotResult:
+    """Where the PNG went."""
+
+    path: str
+
+
+# -- the service ---------------------------------------------------------------------------
+
+
+class DeviceService:
+    """Typed operations on the running appliance (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        cfg: AppConfig,
+        config_path: Path | None,
+        keys: DayKeys,
+        engine: DecisionEngine,
+        aggregator: WindowAggregator,
+        model: ModelWorker,
+        registry: RawRegistry,
+        supervisor: Supervisor,
+        state: StateView,
+        screen: Callable[[], Screen | None],
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._cfg = cfg
+        self._config_path = config_path
+        self._keys = keys
+        self._engine = engine
+        self._aggregator = aggregator
+        self._model = model
+        self._registry = registry
+        self._supervisor = supervisor
+        self._state = state
+        self._screen = screen
+        self._mono = monotonic
+        self._campaigns_version = 0
+        self.pending_restart: list[str] = []
+
+    @property
+    def cfg(self) -> AppConfig:
+        """The running config."""
+        return self._cfg
+
+    # -- inspection ---------------------------------------------------------------------
+
+    async def status(self, _args: NoArgs = NoArgs()) -> dict[str, Any]:
+        """The local status view: published state plus components and raw holdings."""
+        return self._state.local(self._cfg, self.pending_restart)
+
+    # -- config -------------------------------------------------------------------------
+
+    async def reload(self, _args: NoArgs = NoArgs()) -> ReloadResult:
+        """Re-read the config file; keep the running one when the new one is invalid."""
+        if self._config_path is None:
+            return ReloadResult(False, error="no config file to reload (started without one)")
+        try:
+            new = load_config(self._config_path)
+        except ConfigError as exc:
+            _LOGGER.error("reload rejected, keeping the running config:\n%s", exc)
+            return ReloadResult(False, error=f"invalid config ({len(exc.problems)} problems)")
+        return self.apply_config(new)
+
+    def apply_config(self, new: AppConfig) -> ReloadResult:
+        """Apply a validated config: live sections now, the rest reported as restart needed."""
+        old = self._cfg
+        changed = [
+            s for s in (*LIVE_SECTIONS, *RESTART_SECTIONS) if getattr(old, s) != getattr(new, s)
+        ]
+        restart = [s for s in RESTART_SECTIONS if s in changed]
+        for comp in self._supervisor.names():
+            part = self._supervisor.component(comp)
+            if part is not None and part.apply_config(new) and comp not in restart:
+                restart.append(comp)
+        self._engine.apply_config(new)
+        self._aggregator.set_campaigns([c.id for c in new.campaigns])
+        self._cfg = new
+        self._state.config_changed(new)
+        self.pending_restart = sorted(set(self.pending_restart) | set(restart))
+        self._state.set_pending_restart(self.pending_restart)
+        applied = [s for s in LIVE_SECTIONS if s in changed]
+        if self.pending_restart:
+            _LOGGER.warning(
+                "config reloaded; applied: %s; restart needed for: %s",
+                ", ".join(applied) or "nothing changed",
+                ", ".join(self.pending_restart),
+            )
+        else:
+            _LOGGER.info("config reloaded; applied: %s", ", ".join(applied) or "nothing changed")
+        return ReloadResult(True, applied, list(self.pending_restart), config_hash(new))
+
+    # -- central commands -----------------------------------------------------------------
+
+    async def set_keys(self, args: SetKeys) -> Applied:
+        """Install site day keys (version must increase)."""
+        if args.version <= self._keys.version:
+            raise CommandRejected(
+                "stale_version", f"keys version {args.version} <= current {self._keys.version}"
+            )
+        try:
+            fresh = DayKeys.from_hex(args.keys, args.version)
+        except ValueError as exc:
+            raise CommandRejected("bad_args", "keys must map YYYY-MM-DD to 64 hex digits") from exc
+        self._keys.replace({d: fresh.key(d) for d in fresh.days}, args.version)
+        return Applied(args.version, {"days": [d.isoformat() for d in fresh.days]})
+
+    async def set_campaigns(self, args: SetCampaigns) -> Applied:
+        """Replace the campaign catalogue (decisions, aggregates and the screen)."""
+        if args.version <= self._campaigns_version:
+            raise CommandRejected(
+                "stale_version",
+                f"campaigns version {args.version} <= current {self._campaigns_version}",
+            )
+        new = self._cfg.model_copy(update={"campaigns": list(args.campaigns)})
+        from edge.config.checks import cross_check
+
+        findings = cross_check(new)
+        if findings:
+            path, msg = findings[0]
+            raise CommandRejected("bad_args", f"{'.'.join(map(str, path))}: {msg}")
+        self._campaigns_version = args.version
+        self._engine.set_campaigns(list(args.campaigns))
+        self._aggregator.set_campaigns([c.id for c in args.campaigns])
+        screen = self._screen()
+        if screen is not None:
+            screen.set_campaigns(list(args.campaigns))
+        self._cfg = new
+        return Applied(args.version, {"campaigns": len(args.campaigns)})
+
+    async def set_context(self, args: SetContext) -> Applied:
+        """Set the site context the model sees."""
+        self._engine.set_context(SiteContext(args.weather, args.temperature_c))
+        return Applied(None, asdict(args))
+
+    async def display_message(self, args: DisplayMessage) -> Applied:
+        """Show a priority message on the screen."""
+        screen = self._screen()
+        if screen is None:
+            raise CommandRejected("unavailable", "the display is not running")
+        screen.show_message(args.text, args.seconds)
+        return Applied()
+
+    async def forget(self, args: Forget) -> ForgetResult:
+        """Drop everything every raw holder holds for a token."""
+        try:
+            token = bytes.fromhex(args.token)
+        except ValueError as exc:
+            raise CommandRejected("bad_args", "token must be hex") from exc
+        if len(token) != 16:
+            raise CommandRejected("bad_args", "token must be 16 bytes (32 hex digits)")
+        return ForgetResult(self._registry.forget(token))
+
+    async def update_model(self, args: UpdateModel) -> ModelResult:
+        """Verify and swap in a new model; the old one stays when the new one is rejected."""
+        try:
+            model_id = await self._model.replace(
+                Path(args.path), Path(args.card) if args.card else None
+            )
+        except ModelError as exc:
+            raise CommandRejected("model_rejected", str(exc)) from exc
+        self._state.config_changed(self._cfg)
+        return ModelResult(model_id)
+
+    async def screenshot(self, args: Screenshot) -> ScreenshotResult:
+        """Write the current screen as PNG."""
+        screen = self._screen()
+        if screen is None:
+            raise CommandRejected("unavailable", "the display is not running")
+        try:
+            path = await screen.snapshot(Path(args.path))
+        except ShelfEdgeError as exc:
+            raise CommandRejected("failed", str(exc)) from exc
+        return ScreenshotResult(str(path))
+
+    # -- JSON edge (control socket, commands) -----------------------------------------------
+
+    def methods(self) -> Mapping[str, tuple[type[Any], Callable[[Any], Awaitable[Any]]]]:
+        """Method name → (argument type, bound method)."""
+        return {
+            "status": (NoArgs, self.status),
+            "reload": (NoArgs, self.reload),
+            "set_keys": (SetKeys, self.set_keys),
+            "set_campaigns": (SetCampaigns, self.set_campaigns),
+            "set_context": (SetContext, self.set_context),
+            "display_message": (DisplayMessage, self.display_message),
+            "forget": (Forget, self.forget),
+            "update_model": (UpdateModel, self.update_model),
+            "screenshot": (Screenshot, self.screenshot),
+        }
+
+    async def dispatch(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Validate JSON arguments, call the method, return a JSON-ready result."""
+        entry = self.methods().get(method)
+        if entry is None:
+            raise CommandRejected("unknown_method", f"unknown method {method!r}")
+        arg_type, fn = entry
+        try:
+            parsed = _adapter(arg_type).validate_python(args, strict=False)
+        except ValidationError as exc:
+            where = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or '<args>'}: {e['msg']}" for e in exc.errors()[:3]
+            )
+            raise CommandRejected("bad_args", where) from None
+        result = await fn(parsed)
+        if isinstance(result, dict):
+            return result
+        out: dict[str, Any] = _adapter(type(result)).dump_python(result, mode="json")
+        return out
+
+
+_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
+
+
+def _adapter(t: type[Any]) -> TypeAdapter[Any]:
+    ad = _ADAPTERS.get(t)
+    if ad is None:
+        ad = _ADAPTERS[t] = TypeAdapter(t)
+    return ad
