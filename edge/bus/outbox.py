@@ -11,6 +11,7 @@ behind a lock (the daemon calls it through ``asyncio.to_thread``); the schema ca
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import sqlite3
 import threading
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from edge.errors import OutboxError
 
@@ -44,6 +45,31 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+class NewerSchemaError(OutboxError):
+    """The outbox file was written by a newer ShelfEdge (its schema version is unknown here)."""
+
+
+def _recoverable(exc: OutboxError) -> str | None:
+    """Why a failed open may be recovered by starting afresh, or None (an environment error)."""
+    if isinstance(exc, NewerSchemaError):
+        return "newer_schema"
+    cause = exc.__cause__
+    if isinstance(cause, sqlite3.DatabaseError) and not isinstance(cause, sqlite3.OperationalError):
+        return "corrupt"  # "file is not a database", "database disk image is malformed"
+    return None
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename the outbox and its WAL/SHM companions to ``…corrupt-<UTC time>``."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("-wal", "-shm", ""):
+        src = path.with_name(path.name + suffix)
+        if src.exists():
+            src.rename(aside.with_name(aside.name + suffix) if suffix else aside)
+    return aside
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +105,8 @@ class Outbox:
         self._delivered_total = 0
         self._evicted_total = 0
         self._last_seq = 0
+        self.recovered_from: str | None = None
+        self.recovery_reason: str | None = None
         self._db: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +128,35 @@ class Outbox:
             "outbox %s open: %d pending, last seq %d", self.path, self._pending, self._last_seq
         )
 
+    @classmethod
+    def open_or_recover(cls, path: Path, *, max_rows: int = DEFAULT_MAX_ROWS) -> Outbox:
+        """Open the outbox; a corrupt or newer-schema file is moved aside and a fresh one used.
+
+        An environment problem (permissions, a missing or read-only directory) still raises
+        ``OutboxError``: moving a healthy file aside would lose undelivered aggregates.
+        """
+        path = Path(path)
+        try:
+            return cls(path, max_rows=max_rows)
+        except OutboxError as exc:
+            reason = _recoverable(exc)
+            if reason is None:
+                raise
+        try:
+            aside = _move_aside(path)
+        except OSError as exc:
+            raise OutboxError(f"{path}: unreadable outbox cannot be moved aside: {exc}") from exc
+        _LOGGER.error(
+            "outbox %s is unusable (%s); moved aside to %s, starting a fresh outbox",
+            path,
+            reason,
+            aside.name,
+        )
+        box = cls(path, max_rows=max_rows)
+        box.recovered_from = aside.name
+        box.recovery_reason = reason
+        return box
+
     # -- setup --------------------------------------------------------------------------
 
     def _setup(self, db: sqlite3.Connection) -> None:
@@ -107,6 +164,9 @@ class Outbox:
         if str(mode).lower() != "wal":
             _LOGGER.warning("outbox %s: WAL not available, journal_mode=%s", self.path, mode)
         db.execute("PRAGMA synchronous=FULL")
+        check = db.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {check}")
         self._migrate(db)
         self._pending = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
@@ -118,7 +178,7 @@ class Outbox:
     def _migrate(self, db: sqlite3.Connection) -> None:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise OutboxError(
+            raise NewerSchemaError(
                 f"{self.path}: schema version {version} is newer than this code "
                 f"({SCHEMA_VERSION}); refusing to touch it"
             )
@@ -260,8 +320,8 @@ class Outbox:
         with self._counts_lock:
             return self._pending
 
-    def stats(self) -> dict[str, int]:
-        """Counters for the device state: pending, delivered_total, evicted_total, last_seq."""
+    def stats(self) -> dict[str, Any]:
+        """Counters for the device state, and whether a broken file was moved aside at start."""
         with self._counts_lock:
             return {
                 "pending": self._pending,
@@ -269,6 +329,8 @@ class Outbox:
                 "evicted_total": self._evicted_total,
                 "last_seq": self._last_seq,
                 "max_rows": self.max_rows,
+                "recovered_from": self.recovered_from,
+                "recovery_reason": self.recovery_reason,
             }
 
     def integrity_check(self) -> str:

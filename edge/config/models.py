@@ -151,7 +151,18 @@ class Privacy(Strict):
     epsilon_per_day: float = Field(default=1.0, gt=0, le=2.0)
     window_s: int = Field(default=900, ge=60, le=86_400)
     max_windows_per_day: int = Field(
-        default=4, ge=1, le=96, description="bound on windows one person contributes to per day"
+        default=96,
+        ge=1,
+        le=1440,
+        description="aggregate windows this device publishes per local day at most (enforced "
+        "by the ε ledger; a person may be in all of them, so each gets ε_day / this)",
+    )
+    token_rotation_s: int = Field(
+        default=600,
+        ge=60,
+        le=86_400,
+        description="how often phones rotate their token; sets how many tokens one person "
+        "can show in one window",
     )
     max_zones_per_window: int = Field(default=3, ge=1, le=50)
     anonymous_footfall: bool = False

@@ -13,12 +13,14 @@ component) or the simulator.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from edge import __version__
 from edge.bus.outbox import Outbox
@@ -37,6 +39,7 @@ from edge.events import (
 )
 from edge.presence.tracker import PresenceTracker
 from edge.privacy.aggregates import WindowAggregator
+from edge.privacy.budget import Budget, PrivacyFigures
 from edge.privacy.holders import RawRegistry
 from edge.privacy.ledger import EpsilonLedger
 from edge.radio import DayKeys, Ingest
@@ -44,7 +47,7 @@ from edge.radio import DayKeys, Ingest
 from .clock import Clock, SystemClock
 from .housekeeping import Housekeeping
 from .service import DeviceService
-from .state import PrivacyFigures, StateView
+from .state import StateView
 from .supervisor import Supervisor
 from .systemd import notify, watchdog_interval_s
 
@@ -101,12 +104,17 @@ class Application:
             watchdog_every_s=watchdog_interval_s(),
         )
         retention = cfg.privacy.raw_retention_s
+        self._tz = ZoneInfo(cfg.timezone)
 
         self.keys = DayKeys.from_hex(cfg.privacy.day_keys, retention_s=retention, monotonic=mono)
         self.ingest = Ingest(cfg, self.keys)
         self.tracker = PresenceTracker(cfg, self._on_presence, monotonic=mono)
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
-        self.ledger = EpsilonLedger(cfg.state_dir / "privacy-ledger.sqlite3", budget=None, cfg=cfg)
+        self.ledger = EpsilonLedger(
+            cfg.state_dir / "privacy-ledger.sqlite3",
+            Budget.from_config(cfg),
+            today=self._local_day(self.clock.now()),
+        )
         self.aggregator = WindowAggregator(
             cfg, ledger=self.ledger, local_day=self._local_day, monotonic=mono
         )
@@ -345,7 +353,7 @@ class Application:
     # -- introspection ----------------------------------------------------------------------
 
     def _local_day(self, ts: float) -> str:
-        return self.engine.local_time(ts).date().isoformat()
+        return dt.datetime.fromtimestamp(ts, self._tz).date().isoformat()
 
     def _privacy_figures(self) -> PrivacyFigures:
         return self.aggregator.privacy_figures(self.clock.now())

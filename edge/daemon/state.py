@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from edge import __version__
 from edge.config import AppConfig, config_hash
+from edge.privacy.budget import PrivacyFigures
 from edge.privacy.holders import RawRegistry
 
 from .supervisor import Supervisor
@@ -71,20 +71,6 @@ def _fields_outside(value: Any, allowed: Any, path: str = "") -> list[str]:
 def unpinned_fields(state: Mapping[str, Any]) -> list[str]:
     """Dotted paths in a state that ``PUBLISHED_FIELDS`` does not allow."""
     return _fields_outside(state, PUBLISHED_FIELDS)
-
-
-@dataclass(frozen=True, slots=True)
-class PrivacyFigures:
-    """The ε accounting the state reports (from the aggregator's ledger)."""
-
-    k: int
-    window_s: int
-    epsilon_per_day: float
-    epsilon_per_window: float
-    epsilon_worst_case_per_day: float
-    spent_today: float
-    remaining_today: float
-    windows_today: int
 
 
 class StateView:

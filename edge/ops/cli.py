@@ -166,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-display", action="store_true", help="do not render frames")
     demo.set_defaults(func=_cmd_demo)
 
+    from edge.ops.status import add_parser as add_status
+
+    add_status(sub)
+
     config = sub.add_parser("config", help="technician config tools")
     csub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
     validate = csub.add_parser("validate", help="check a config file (exit 0 ok, 1 invalid)")

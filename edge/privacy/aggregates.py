@@ -1,14 +1,22 @@
 """Per-window aggregates: bounded contributions, discrete Laplace noise, k-suppression.
 
 Counts are accumulated in RAM per window; the only per-token data is the contribution
-bookkeeping of the current window (which zone cells a token already counted in), dropped
-when the token leaves and when the window closes. A closed window becomes an
-``AggregateWindow`` whose payload holds only noisy counts at or above k.
+bookkeeping of the current window (which cells a token already counted in). It lives for the
+whole window, so a phone that leaves and returns is not counted again, and it is keyed not by
+the token but by ``HMAC-SHA256(window_salt, token)[:16]`` under a random salt drawn for each
+window and dropped with the bookkeeping when the window closes: linkable within one window
+only, as the token itself is. A closed window's slot is claimed in the ε ledger before it is
+published; a refused slot (budget spent, or already published before a restart) is dropped.
+A published ``AggregateWindow`` holds only noisy counts at or above k.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
+import secrets
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +24,9 @@ from typing import Any
 
 from edge.config.models import AppConfig
 from edge.events import AggregateWindow, PresenceEvent, PresenceKind
-from edge.privacy.budget import Budget
+from edge.privacy.budget import Budget, PrivacyFigures
+from edge.privacy.holders import Holding
+from edge.privacy.ledger import EpsilonLedger
 from edge.privacy.noise import DiscreteLaplace
 
 DWELL_BUCKETS_S: tuple[int, ...] = (0, 30, 60, 120, 300, 600)
@@ -37,6 +47,7 @@ def dwell_bucket(seconds: float) -> int:
 
 @dataclass(slots=True)
 class _Contribution:
+    created_mono: float = 0.0
     zones: set[str] = field(default_factory=set)
     dwell_zones: set[str] = field(default_factory=set)
     offers: int = 0
@@ -54,15 +65,25 @@ class _Counts:
 class WindowAggregator:
     """Accumulates one window at a time and publishes it with noise and suppression."""
 
+    holder_name = "privacy.aggregator"
+
     def __init__(
         self,
         cfg: AppConfig,
         *,
         noise: DiscreteLaplace | None = None,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        ledger: EpsilonLedger | None = None,
+        local_day: Callable[[float], str] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.budget = Budget.from_config(cfg)
         self._noise = noise or DiscreteLaplace(self.budget.noise_scale)
+        self.ledger = ledger or EpsilonLedger(None, self.budget)
+        self._local_day = local_day or (lambda ts: time.strftime("%Y-%m-%d", time.gmtime(ts)))
+        self._mono = monotonic
+        self._salt = secrets.token_bytes(32)
+        self.windows_withheld = 0
         self._site = cfg.site
         self._device = cfg.device
         self._zones = [z.id for z in cfg.store.zones]
@@ -92,19 +113,22 @@ class WindowAggregator:
         if self._start is None:
             self._start = self.window_start(ts)
 
+    def _key(self, token: bytes) -> bytes:
+        return hmac.digest(self._salt, token, hashlib.sha256)[:16]
+
     def _c(self, token: bytes) -> _Contribution:
-        c = self._contrib.get(token)
+        key = self._key(token)
+        c = self._contrib.get(key)
         if c is None:
-            c = self._contrib[token] = _Contribution()
+            c = self._contrib[key] = _Contribution(self._mono())
         return c
 
     def presence(self, ev: PresenceEvent) -> None:
         """Count visitors and dwell from a presence event, within contribution bounds."""
         self._ensure(ev.ts)
         c = self._c(ev.token)
-        if ev.kind is PresenceKind.LEAVE:
+        if ev.kind is PresenceKind.LEAVE:  # bookkeeping stays: a return is not counted again
             self._dwell(c, ev.zone, ev.dwell_s)
-            self._contrib.pop(ev.token, None)
             return
         if ev.kind is PresenceKind.ENTER and ev.previous_zone:
             self._dwell(c, ev.previous_zone, ev.previous_dwell_s)
@@ -136,9 +160,43 @@ class WindowAggregator:
             c.holdout = True
             self._counts.holdout += 1
 
-    def forget(self, token: bytes) -> None:
-        """Drop the token's contribution bookkeeping (its counts stay: they are anonymous)."""
-        self._contrib.pop(token, None)
+    def set_campaigns(self, coupon_ids: list[str]) -> None:
+        """Count offers of these coupons from now on (counts of known ids are kept)."""
+        for cid in coupon_ids:
+            self._counts.offers.setdefault(cid, 0)
+        self._coupons = list(dict.fromkeys([*self._coupons, *coupon_ids]))
+
+    def forget(self, token: bytes) -> int:
+        """Drop the token's bookkeeping (its counts stay: they are anonymous)."""
+        return int(self._contrib.pop(self._key(token), None) is not None)
+
+    def purge(self, mono_now: float) -> None:
+        """Bookkeeping never outlives a window, even if no tick closed it."""
+        cutoff = mono_now - self._window_s
+        for key in [k for k, c in self._contrib.items() if c.created_mono < cutoff]:
+            del self._contrib[key]
+
+    def held(self, mono_now: float) -> Holding:
+        """Bookkeeping entries (salted digests), the oldest's age; bounded by the window."""
+        if not self._contrib:
+            return Holding(0, 0.0, float(self._window_s))
+        oldest = min(c.created_mono for c in self._contrib.values())
+        return Holding(len(self._contrib), max(0.0, mono_now - oldest), float(self._window_s))
+
+    def privacy_figures(self, now: float) -> PrivacyFigures:
+        """ε per day, per window, worst case, spent and remaining today (from the ledger)."""
+        b = self.budget
+        day = self._local_day(now)
+        return PrivacyFigures(
+            k=b.k,
+            window_s=b.window_s,
+            epsilon_per_day=float(b.epsilon_per_day),
+            epsilon_per_window=float(b.epsilon_per_window),
+            epsilon_worst_case_per_day=float(b.worst_case_per_day),
+            spent_today=self.ledger.spent(day),
+            remaining_today=self.ledger.remaining(day),
+            windows_today=self.ledger.published(day),
+        )
 
     def due(self, now: float) -> bool:
         """True when the current window has ended."""
@@ -150,10 +208,15 @@ class WindowAggregator:
             return None
         start = self._start
         end = min(start + self._window_s, int(now)) if partial else start + self._window_s
-        payload = self._publish(start, end, partial)
+        claimed = self.ledger.claim(start, self._local_day(start))
+        payload = self._publish(start, end, partial) if claimed else None
         self._counts = self._empty()
         self._contrib.clear()
+        self._salt = secrets.token_bytes(32)
         self._start = None if partial else self.window_start(now)
+        if payload is None:
+            self.windows_withheld += 1
+            return None
         self.windows_closed += 1
         wid = payload["id"]
         return AggregateWindow(wid, self._site, self._device, start, end, payload)
@@ -200,10 +263,11 @@ class WindowAggregator:
             "cells_suppressed": suppressed[0],
             "privacy": {
                 "k": b.k,
-                "epsilon_window": round(b.epsilon_per_window, 6),
+                "epsilon_window": round(float(b.epsilon_per_window), 6),
                 "noise": "discrete_laplace",
-                "noise_scale": round(b.noise_scale, 6),
+                "noise_scale": round(float(b.noise_scale), 6),
                 "sensitivity": b.sensitivity,
+                "tokens_per_window": b.tokens_per_window,
             },
         }
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from edge.daemon.app import Application, Features
+from edge.daemon.state import unpinned_fields
 from tests.bus.support import make_cfg, until
 from tests.conftest import Mosquitto, MqttCapture
 
@@ -31,8 +32,9 @@ async def test_application_runs_the_link_and_publishes_its_state(
         (msg,) = await cap.wait_for(lambda ms: len(ms) == 1)
         state = json.loads(msg.payload)
         assert msg.topic == f"{root}/state" and state["online"] is True
-        assert state["health"]["mqtt"]["state"] == "connected"
+        assert state["health"]["components"]["mqtt"]["state"] == "running"
         assert state["health"]["outbox"]["pending"] == 0
+        assert unpinned_fields(state) == []  # nothing outside the pinned list is published
         await asyncio.to_thread(
             cap.publish, f"shelfedge/v1/{cfg.site}/sightings", b'{"not": "a sighting"}'
         )
@@ -43,4 +45,5 @@ async def test_application_runs_the_link_and_publishes_its_state(
     await cap.wait_for(lambda ms: len(ms) >= 2 and ms[-1].topic == f"{root}/state")
     last = json.loads(cap.messages(f"{root}/state")[-1].payload)
     assert last["online"] is False and last["reason"] == "shutdown"
+    assert unpinned_fields(last) == []
     assert (state_dir / "outbox.sqlite3").exists()

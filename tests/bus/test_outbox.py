@@ -42,6 +42,8 @@ def test_put_pending_mark_in_seq_order(state_dir: Path) -> None:
             "evicted_total": 0,
             "last_seq": seqs[-1],
             "max_rows": 100_000,
+            "recovered_from": None,
+            "recovery_reason": None,
         }
         with pytest.raises(dataclasses.FrozenInstanceError):
             rows[0].seq = 99  # type: ignore[misc]

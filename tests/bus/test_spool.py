@@ -1,0 +1,102 @@
+"""The window spool: a full disk keeps windows in RAM (bounded), in order, logged sparingly."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edge.bus.outbox import Outbox
+from edge.bus.spool import WindowSpool
+from edge.events import AggregateWindow
+
+
+def _window(i: int) -> AggregateWindow:
+    return AggregateWindow(f"w{i}", "s", "d", i * 900, (i + 1) * 900, {"id": f"w{i}", "n": i})
+
+
+class Disk:
+    """A real outbox whose writes fail while ``full`` is set (the disk is the only fake)."""
+
+    def __init__(self, box: Outbox) -> None:
+        self.box = box
+        self.full = False
+
+    def put(self, msg_id: str, topic: str, body: bytes) -> int:
+        if self.full:
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.box.put(msg_id, topic, body)
+
+
+class Mono:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def test_full_disk_keeps_windows_in_order_and_loses_nothing_committed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    box = Outbox(tmp_path / "outbox.sqlite3")
+    disk = Disk(box)
+    mono = Mono()
+    spool = WindowSpool(disk.put, max_windows=5, log_every_s=60.0, monotonic=mono)
+    spool.add(_window(0))
+    assert await spool.flush() == 1
+    disk.full = True
+    with caplog.at_level(logging.WARNING, logger="edge.bus.spool"):
+        for i in range(1, 9):
+            spool.add(_window(i))
+            mono.t += 10.0
+            assert await spool.flush() == 0
+        assert spool.pending == 5 and spool.dropped == 3  # windows 1..3 dropped, oldest first
+        failures = [r for r in caplog.records if "write failed" in r.getMessage()]
+        assert len(failures) == 2  # at t=10 and t=70 (once per minute), not 8 times
+        assert "more failures since the last report" in failures[1].getMessage()
+        disk.full = False
+        assert await spool.flush() == 5
+        assert any("writable again" in r.getMessage() for r in caplog.records)
+    rows = box.pending(100)
+    assert [r.id for r in rows] == ["w0", "w4", "w5", "w6", "w7", "w8"]
+    assert json.loads(rows[0].payload) == {"id": "w0", "n": 0}
+    assert spool.stats() == {
+        "pending": 0,
+        "written": 6,
+        "dropped": 3,
+        "failures": 8,
+        "last_error": "OperationalError",
+    }
+    box.close()
+
+
+async def test_real_full_filesystem(tmp_path: Path) -> None:
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mnt)], capture_output=True
+    )
+    if res.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root in a permissive sandbox)")
+    try:
+        box = Outbox(mnt / "outbox.sqlite3")
+        spool = WindowSpool(box.put, max_windows=1000)
+        big = "x" * 4000
+        i = 0
+        while spool.pending == 0 and i < 500:
+            spool.add(AggregateWindow(f"w{i}", "s", "d", i, i + 1, {"pad": big, "i": i}))
+            await spool.flush()
+            i += 1
+        assert spool.pending > 0, "the tmpfs never filled up"
+        assert spool.last_error == "OutboxError"
+        committed = box.pending_count()
+        assert committed == spool.written  # everything written is still in the outbox
+        assert [r.id for r in box.pending(1000)] == [f"w{n}" for n in range(committed)]
+        box.close()
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
