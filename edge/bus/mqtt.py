@@ -113,7 +113,9 @@ class MqttLink:
         clock: Callable[[], float] = time.time,
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 60.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._mono = monotonic
         self._cfg = cfg
         self._mqtt = cfg.mqtt
         self._outbox = outbox
@@ -211,7 +213,7 @@ class MqttLink:
             json.dumps(payload, separators=(",", ":")).encode(),
             float(expires_at),
             bytes.fromhex(str(payload.get("token", ""))),
-            time.monotonic(),
+            self._mono(),
         )
         if self._loop is not None and not self._on_loop():
             self._call_soon(self._accept_offer, offer)

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 STOP_DRAIN_S = 2.0
 WATCHDOG_STALL_S = 20.0
+DISPLAY_START_S = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +242,10 @@ class Application:
 
             self.display = DisplayPart(cfg, clock=self.clock.now)
             sup.add(self.display)
+            if not await self.display.wait_running(DISPLAY_START_S):
+                _LOGGER.error(
+                    "display not up after %.0f s; the supervisor keeps trying", DISPLAY_START_S
+                )
         if self.features.mqtt and cfg.mqtt.enabled:
             from edge.bus.component import LinkPart
             from edge.bus.mqtt import MqttLink
@@ -251,6 +256,7 @@ class Application:
                 state=self.state.published,
                 on_sightings=self.on_app_payload,
                 clock=self.clock.now,
+                monotonic=self.clock.monotonic,
             )
             self.registry.register(self.link)
             sup.add(LinkPart(self.link, cfg))

@@ -104,6 +104,7 @@ class ControlServer:
         self._line_limit = line_limit
         self._idle_timeout_s = idle_timeout_s
         self._server: asyncio.Server | None = None
+        self._closing = False
         self._inode: tuple[int, int] | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -127,6 +128,7 @@ class ControlServer:
         """
         if self._server is not None:
             return
+        self._closing = False
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         await self._clear_stale()
         sock = self._bind_private()
@@ -142,6 +144,7 @@ class ControlServer:
 
     async def stop(self) -> None:
         """Stop accepting, close every client connection, remove the socket file."""
+        self._closing = True
         server, self._server = self._server, None
         if server is not None:
             server.close()
@@ -216,7 +219,10 @@ class ControlServer:
     # -- connections --------------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._server is None or len(self._writers) >= self._max_clients:
+        if self._closing:
+            writer.close()
+            return
+        if len(self._writers) >= self._max_clients:
             msg = f"busy: {self._max_clients} clients already connected; try again"
             await self._send(writer, None, error=("bad_request", msg))
             writer.close()
@@ -233,6 +239,10 @@ class ControlServer:
                 if line.strip():
                     await self._answer(writer, line)
         except ConnectionError:
+            pass
+        except asyncio.CancelledError:
+            # ``stop`` cancels in-flight handlers. Returning normally matters on 3.11:
+            # asyncio's done-callback for these tasks logs a cancelled task as an error.
             pass
         finally:
             self._writers.discard(writer)

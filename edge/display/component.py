@@ -44,6 +44,7 @@ class DisplayPart:
         self._campaigns: list[Campaign] = list(cfg.campaigns)
         self._online = True
         self._reconfigure = asyncio.Event()
+        self._up = asyncio.Event()
         self.starts = 0
 
     # -- what the daemon sends (event loop thread) ---------------------------------------
@@ -87,6 +88,14 @@ class DisplayPart:
                 return screen.zone
         return None
 
+    async def wait_running(self, timeout: float) -> bool:
+        """Wait until a render thread is up (False after ``timeout``)."""
+        try:
+            await asyncio.wait_for(self._up.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     @property
     def running(self) -> bool:
         """True while a render thread is alive."""
@@ -101,6 +110,7 @@ class DisplayPart:
             ctl = DisplayController(self._cfg, clock=self._clock)
             await asyncio.to_thread(ctl.start)
             self._ctl = ctl
+            self._up.set()
             self.starts += 1
             ctl.set_campaigns(self._campaigns)
             if not self._online:
@@ -115,6 +125,7 @@ class DisplayPart:
                         await asyncio.wait_for(self._reconfigure.wait(), WATCH_S)
             finally:
                 self._ctl = None
+                self._up.clear()
                 await asyncio.to_thread(ctl.stop)
             _LOGGER.info("display: new settings applied")
 

@@ -48,7 +48,7 @@ def test_reload_keeps_old_config_on_invalid_and_applies_valid(tmp_path: Path) ->
     )
     lines: list[str] = []
     try:
-        _wait_for(proc, "started site=demo-site", lines, 30)
+        _wait_for(proc, "started: site=demo-site", lines, 30)
         cfg.write_text(text.replace("cooldown_s: 180", "cooldown_s: soon"))
         proc.send_signal(signal.SIGHUP)
         _wait_for(proc, "reload rejected, keeping the running config", lines, 10)
