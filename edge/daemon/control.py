@@ -284,7 +284,9 @@ class ControlServer:
         except Exception as exc:
             self.errors += 1
             kind = type(exc).__name__
-            _LOGGER.error("control: method %r failed with %s", method, kind, exc_info=exc)
+            # The exception's text may quote data: class name at ERROR, traceback at DEBUG only.
+            _LOGGER.error("control: method %r failed with %s", method, kind)
+            _LOGGER.debug("control: traceback", exc_info=exc)
             await self._send(writer, rid, error=("internal", f"{kind} (see the daemon log)"))
         else:
             await self._send(writer, rid, result=result)

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edge.config.daypart import daypart_active
 from edge.config.models import AppConfig, Campaign
 from edge.privacy.holders import Holding
 
@@ -70,8 +71,7 @@ class HoldoutGroup:
 
 def campaign_active(c: Campaign, local: dt.datetime) -> bool:
     """True when the campaign is enabled and its daypart covers the local time."""
-    s = c.schedule
-    return c.enabled and local.weekday() in s.days and s.start_hour <= local.hour < s.end_hour
+    return c.enabled and daypart_active(c.schedule, local)
 
 
 def is_sensitive(c: Campaign, sensitive: frozenset[str]) -> bool:

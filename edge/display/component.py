@@ -88,10 +88,10 @@ class DisplayPart:
                 return screen.zone
         return None
 
-    async def wait_running(self, timeout: float) -> bool:
-        """Wait until a render thread is up (False after ``timeout``)."""
+    async def wait_running(self, within: float) -> bool:
+        """Wait until a render thread is up (False after ``within`` seconds)."""
         try:
-            await asyncio.wait_for(self._up.wait(), timeout)
+            await asyncio.wait_for(self._up.wait(), within)
         except TimeoutError:
             return False
         return True

@@ -58,6 +58,25 @@ class Service:
         raise CommandRejected("unknown_method", f"unknown method {method!r}")
 
 
+def _read(path: Path) -> str:
+    return path.read_text()
+
+
+def _exists(path: Path) -> bool:
+    return os.path.lexists(path)
+
+
+def _plant(kind: str, path: Path, target: Path) -> None:
+    """Put a regular file, a directory or a symlink where the socket should go."""
+    target.write_text("keep me")
+    if kind == "file":
+        path.write_text("keep me")
+    elif kind == "dir":
+        path.mkdir()
+    else:
+        path.symlink_to(target)
+
+
 @pytest.fixture
 def sock_path(tmp_path: Path) -> Path:
     return tmp_path / "state" / "control.sock"
@@ -303,7 +322,7 @@ async def test_stale_socket_is_replaced(sock_path: Path, service: Service) -> No
         conn.close()
     finally:
         await srv.stop()
-    assert not sock_path.exists()
+    assert not _exists(sock_path)
 
 
 async def test_live_socket_is_not_taken_over(server: ControlServer, service: Service) -> None:
@@ -321,20 +340,14 @@ async def test_non_socket_at_the_path_is_refused(
 ) -> None:
     sock_path.parent.mkdir(parents=True)
     target = sock_path.parent / "elsewhere"
-    target.write_text("keep me")
-    if kind == "file":
-        sock_path.write_text("keep me")
-    elif kind == "dir":
-        sock_path.mkdir()
-    else:
-        sock_path.symlink_to(target)
+    _plant(kind, sock_path, target)
     srv = ControlServer(sock_path, service.dispatch)
     with pytest.raises(ControlError, match="not a socket"):
         await srv.start()
     assert not srv.serving
     if kind == "file":
-        assert sock_path.read_text() == "keep me"
-    assert target.read_text() == "keep me"
+        assert _read(sock_path) == "keep me"
+    assert _read(target) == "keep me"
     assert not [p for p in sock_path.parent.iterdir() if p.name.startswith(".ctl-")]
 
 
@@ -349,7 +362,7 @@ async def test_stop_closes_clients_and_unlinks(sock_path: Path, service: Service
     await asyncio.wait_for(srv.stop(), 5)
     assert await idle.at_eof()
     assert await busy.at_eof()
-    assert not sock_path.exists()
+    assert not _exists(sock_path)
     assert not srv.serving
     idle.close()
     busy.close()
@@ -427,7 +440,7 @@ async def test_runs_as_a_supervised_component(sock_path: Path, service: Service)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert not sock_path.exists() and not srv.health().ok
+    assert not _exists(sock_path) and not srv.health().ok
     conn.close()
 
 

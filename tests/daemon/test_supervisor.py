@@ -66,8 +66,8 @@ class Staller:
         return False
 
 
-async def _until(cond: object, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _until(cond: object, within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while not cond():  # type: ignore[operator]
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached")
