@@ -317,9 +317,7 @@ class Application:
                     w.cancel()
                 if reload.is_set():
                     reload.clear()
-                    notify("RELOADING=1")
                     await self.service.reload()
-                    notify("READY=1")
         finally:
             notify("STOPPING=1")
             await self.stop()
