@@ -83,6 +83,10 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
 
     cfg = demo_config(opts)
     opts.out.mkdir(parents=True, exist_ok=True)
+    # Each run simulates the same day on a fresh device: a ledger left by an earlier run
+    # would (rightly) refuse to publish the same window slots again.
+    for stale in cfg.state_dir.glob("privacy-ledger.sqlite3*"):
+        stale.unlink()
     frames_dir = opts.out / "frames"
     frames_dir.mkdir(exist_ok=True)
     sim = StoreSimulator(cfg, seed=opts.seed)
