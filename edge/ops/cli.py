@@ -184,8 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``shelfedge`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The daemon logs its start/stop/reload lines at INFO (the journal keeps them).
+    base = logging.INFO if getattr(args, "command", None) == "run" else logging.WARNING
     logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
+        level=max(logging.DEBUG, base - 10 * min(args.verbose, 2)),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     func = getattr(args, "func", None)
