@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from edge.config import AppConfig, load_config  # noqa: E402
 from edge.daemon.app import Application, Features  # noqa: E402
 from edge.daemon.clock import SimClock  # noqa: E402
+from edge.daemon.service import SetKeys  # noqa: E402
 from edge.events import Advertisement, Sighting  # noqa: E402
 from edge.presence import PresenceTracker  # noqa: E402
 from edge.radio import DayKeys, Ingest  # noqa: E402
@@ -92,10 +93,12 @@ async def _app(
         cfg = cfg.model_copy(update={"state_dir": Path(tmp)})
         clock = SimClock(sim.start_ts)
         app = Application(
-            cfg, clock=clock, features=Features(display=False, mqtt=False, autotick=False)
+            cfg,
+            clock=clock,
+            features=Features(display=False, mqtt=False, autotick=False, control=False),
         )
-        app.set_keys(keys, version=1)
         await app.start()
+        await app.service.set_keys(SetKeys(version=1, keys=keys))
         last_tick = 0.0
         t0 = time.perf_counter()
         for it in items:
@@ -111,7 +114,7 @@ async def _app(
                 await app.drain()
         await app.drain()
         elapsed = time.perf_counter() - t0
-        assert app.events_dropped == 0, "decision queue overflowed: the measurement is invalid"
+        assert app.decisions.dropped == 0, "decision queue overflowed: the measurement is invalid"
         await app.stop()
     return elapsed
 

@@ -45,6 +45,28 @@ def _node_line(root: yaml.Node | None, path: Sequence[str | int]) -> int | None:
     return line
 
 
+def _first_duplicate_key(
+    node: yaml.Node | None, path: str = ""
+) -> tuple[str, str, int] | None:
+    """(path of the mapping, key, 1-based line of the repeat) for the first duplicate key."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            name = str(key.value)
+            if name in seen:
+                return path, name, key.start_mark.line + 1
+            seen.add(name)
+            found = _first_duplicate_key(value, f"{path}.{name}" if path else name)
+            if found is not None:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found = _first_duplicate_key(item, f"{path}.{i}" if path else str(i))
+            if found is not None:
+                return found
+    return None
+
+
 def _allowed_fields(loc: Sequence[str | int]) -> list[str]:
     """Field names allowed where ``loc`` points (for 'did you mean' hints)."""
     model: Any = AppConfig
@@ -87,6 +109,10 @@ def parse_config(text: str, source: str = "<string>") -> AppConfig:
     """Parse and validate config text; raise ConfigError naming every problem."""
     try:
         root = yaml.compose(text)
+        dup = _first_duplicate_key(root)
+        if dup is not None:
+            where, key, line = dup
+            raise ConfigError(source, [ConfigProblem(where, f"duplicate key {key!r}", line)])
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -124,10 +150,25 @@ def load_config(path: str | os.PathLike[str]) -> AppConfig:
     """Read and validate a config file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
     except OSError as exc:
         raise ConfigError(str(p), [ConfigProblem("", f"cannot read file: {exc.strerror}")]) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(p), [_NotUtf8(exc.start)]) from None
     return parse_config(text, str(p))
+
+
+class _NotUtf8(ConfigProblem):
+    """Renders as ``file: not UTF-8 text (byte N)``: there is no field or line to name."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__("", f"not UTF-8 text (byte {offset})")
+
+    def render(self, path: str) -> str:
+        """``file: message``."""
+        return f"{path}: {self.message}"
 
 
 def config_hash(cfg: AppConfig) -> str:

@@ -115,3 +115,33 @@ def test_schema_cli_prints_json() -> None:
     res = _cli("config", "schema")
     assert res.returncode == 0
     assert json.loads(res.stdout)["title"] == "AppConfig"
+
+
+def test_non_utf8_config_names_the_byte(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.ops.cli import main
+
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(DEMO.read_bytes().replace(b"site: demo-site", b"site: caf\xe9"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    offset = DEMO.read_bytes().index(b"site: demo-site") + len(b"site: caf")
+    assert str(info.value) == f"{path}: not UTF-8 text (byte {offset})"
+    assert main(["config", "validate", str(path)]) == 1
+    assert f"{path}: not UTF-8 text (byte {offset})" in capsys.readouterr().err
+
+
+def test_duplicate_key_is_an_error_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge.ops.cli import main
+
+    lines = DEMO.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("cooldown_s:"))
+    lines.insert(at + 1, lines[at].replace("180", "5"))  # the same key again, one line below
+    path = tmp_path / "dup.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}:{at + 2}: policy: duplicate key 'cooldown_s'"
+    assert main(["config", "validate", str(path)]) == 1
+    assert "duplicate key 'cooldown_s'" in capsys.readouterr().err
