@@ -111,8 +111,8 @@ def parse_config(text: str, source: str = "<string>") -> AppConfig:
         root = yaml.compose(text)
         dup = _first_duplicate_key(root)
         if dup is not None:
-            where, key, line = dup
-            raise ConfigError(source, [ConfigProblem(where, f"duplicate key {key!r}", line)])
+            where, key, dup_line = dup
+            raise ConfigError(source, [ConfigProblem(where, f"duplicate key {key!r}", dup_line)])
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -19,8 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from edge.config.daypart import daypart_active
+
 if TYPE_CHECKING:
-    from edge.config.models import Campaign, Daypart
+    from edge.config.models import Campaign
     from edge.events import OfferCue
 
 _LOGGER = logging.getLogger(__name__)
@@ -57,20 +59,6 @@ class Scene:
 DEFAULT_SCENE = Scene(SceneKind.DEFAULT)
 
 
-def in_daypart(daypart: Daypart, local: dt.datetime) -> bool:
-    """True when ``local`` falls in the daypart; ``start_hour >= end_hour`` wraps midnight.
-
-    The weekday is that of ``local`` itself, so 01:00 of a 22→6 daypart counts for the day
-    on which that hour falls.
-    """
-    if local.weekday() not in daypart.days:
-        return False
-    start, end = daypart.start_hour, daypart.end_hour
-    if start < end:
-        return start <= local.hour < end
-    return local.hour >= start or local.hour < end
-
-
 def active_campaigns(
     campaigns: Sequence[Campaign],
     local: dt.datetime,
@@ -84,7 +72,7 @@ def active_campaigns(
     out: list[Campaign] = []
     for campaign in campaigns:
         try:
-            if campaign.enabled and in_daypart(campaign.schedule, local):
+            if campaign.enabled and daypart_active(campaign.schedule, local):
                 out.append(campaign)
         except Exception as exc:
             msg = f"campaign {getattr(campaign, 'id', '?')!r} skipped: {exc!r}"

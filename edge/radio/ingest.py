@@ -7,6 +7,7 @@ an opted-in phone, or a known reference beacon, is dropped here and only counted
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ APP_MAX_FUTURE_S = 5.0
 
 
 class _AppIBeacon(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     kind: Literal["ibeacon"]
     uuid: str
     major: int = Field(ge=0, le=65535)
@@ -36,14 +37,14 @@ class _AppIBeacon(BaseModel):
 
 
 class _AppEddystone(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     kind: Literal["eddystone_uid"]
     namespace: str
     instance: str
 
 
 class _AppAltBeacon(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     kind: Literal["altbeacon"]
     beacon_id: str
 
@@ -51,11 +52,31 @@ class _AppAltBeacon(BaseModel):
 class AppSighting(BaseModel):
     """One app-reported sighting (BRIEF §6), exactly as the store app sends it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     frame: str = Field(pattern=r"^[0-9a-fA-F]{42}$")
     beacon: _AppIBeacon | _AppEddystone | _AppAltBeacon = Field(discriminator="kind")
-    rssi: int = Field(ge=-127, le=20)
-    ts: float
+    rssi: int = Field(ge=-127, le=20)  # strict: "-70", -70.0 and true are rejected
+    ts: float  # strict: a JSON number (int or float), never a string or a bool
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object names the same key twice (which value was meant is unknowable)."""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKeyError("duplicate key in an app sighting")
+        out[key] = value
+    return out
+
+
+def parse_app_payload(payload: bytes | str) -> list[AppSighting]:
+    """Strictly parse one app sighting or a batch (BRIEF §6); raises ValueError."""
+    data = json.loads(payload, object_pairs_hook=_no_duplicates)
+    parsed = _APP_BATCH.validate_python(data, strict=True)
+    return parsed if isinstance(parsed, list) else [parsed]
 
 
 _APP_BATCH: TypeAdapter[list[AppSighting] | AppSighting] = TypeAdapter(
@@ -188,7 +209,11 @@ class Ingest:
         time stamp would otherwise keep a raw sample in RAM past the retention bound.
         """
         try:
-            parsed = _APP_BATCH.validate_json(payload)
+            items = parse_app_payload(payload)
+        except DuplicateKeyError:
+            self.counters.app_invalid += 1
+            _LOGGER.debug("invalid app sighting message dropped (duplicate key)")
+            return 0
         except ValidationError as exc:
             self.counters.app_invalid += 1
             # The message may contain a token: log only the error kinds and places.
@@ -197,7 +222,10 @@ class Ingest:
             )
             _LOGGER.debug("invalid app sighting message dropped (%s)", where)
             return 0
-        items = parsed if isinstance(parsed, list) else [parsed]
+        except (ValueError, RecursionError):  # not JSON, or not UTF-8
+            self.counters.app_invalid += 1
+            _LOGGER.debug("invalid app sighting message dropped (not JSON)")
+            return 0
         emitted = 0
         for item in items:
             self.counters.app_messages += 1

@@ -135,3 +135,48 @@ def test_arbitrary_advertisement_bytes_never_raise(
 def test_arbitrary_app_payload_never_raises(payload: bytes) -> None:
     out: list[Sighting] = []
     assert _FUZZ_INGEST.app_payload(payload, out.append) == len(out)
+
+
+def _app_msg(**over: object) -> dict[str, object]:
+    cfg = demo_config()
+    ib = next(b for b in cfg.store.beacons if b.identity.kind == "ibeacon").identity
+    msg: dict[str, object] = {
+        "frame": _frame(2, KEY_TODAY).hex(),
+        "beacon": {"kind": "ibeacon", "uuid": str(ib.uuid), "major": ib.major, "minor": ib.minor},  # type: ignore[union-attr]
+        "rssi": -70,
+        "ts": 0.0,
+    }
+    msg.update(over)
+    return msg
+
+
+def test_app_sightings_are_strictly_typed() -> None:
+    ing, now = _ingest()
+    sink: list[Sighting] = []
+    assert ing.app_payload(json.dumps(_app_msg(ts=now)), sink.append, now=now) == 1
+    assert ing.app_payload(json.dumps(_app_msg(ts=int(now))), sink.append, now=now) == 1
+    for bad in (
+        {"rssi": "-70"},
+        {"rssi": True},
+        {"rssi": -70.0},
+        {"ts": str(now)},
+        {"ts": True},
+        {"frame": 12345},
+    ):
+        before = ing.counters.app_invalid
+        assert ing.app_payload(json.dumps(_app_msg(ts=now) | bad), sink.append, now=now) == 0
+        assert ing.counters.app_invalid == before + 1, bad
+    beacon = dict(_app_msg()["beacon"])  # type: ignore[call-overload]
+    beacon["major"] = str(beacon["major"])
+    assert ing.app_payload(json.dumps(_app_msg(ts=now, beacon=beacon)), sink.append, now=now) == 0
+    assert len(sink) == 2
+
+
+def test_app_sighting_with_a_duplicate_key_is_rejected() -> None:
+    ing, now = _ingest()
+    sink: list[Sighting] = []
+    body = json.dumps(_app_msg(ts=now))
+    dup = body[:-1] + ', "rssi": -20}'  # the same key twice: which one was meant?
+    assert json.loads(dup)["rssi"] == -20  # plain JSON parsers would silently take the last
+    assert ing.app_payload(dup, sink.append, now=now) == 0
+    assert ing.counters.app_invalid == 1 and sink == []
