@@ -33,7 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edge.decide import features as F  # noqa: E402
-from edge.decide.numpy_forward import forward, read_dense_tflite  # noqa: E402
 from edge.decide.scorer import (  # noqa: E402
     BATCH,
     DEFAULT_MODEL,
@@ -43,6 +42,7 @@ from edge.decide.scorer import (  # noqa: E402
     import_interpreter,
 )
 from edge.errors import ModelError  # noqa: E402
+from scripts.training.numpy_forward import forward, read_dense_tflite  # noqa: E402
 
 DOC = ROOT / "docs" / "PERFORMANCE.md"
 START, END = "<!-- model-bench:start -->", "<!-- model-bench:end -->"
@@ -209,7 +209,7 @@ def section(results: dict[str, Any], notes: list[str], size: int) -> str:
         table(results),
         "",
         "Target: ≤ 20 µs per single inference. The NumPy row is the same float32 weights "
-        "(read back from the .tflite) in `edge.decide.numpy_forward.forward`, measured in the "
+        "(read back from the .tflite) in `scripts.training.numpy_forward.forward`, measured in the "
         "same run. `score` includes encoding the `FeatureInput` (pure Python, most of the cost).",
         *([""] + [f"- {n}" for n in notes] if notes else []),
         END,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Quick start: set up (first run only: mosquitto, virtualenv) and run the whole test suite.
-# With no arguments it also runs the coupon-model parity tests under tflite_runtime in a venv of
-# their own (tflite-runtime 2.14 needs Python <= 3.11 and NumPy < 2). Arguments are passed to
-# pytest (e.g. -k outbox -x) and skip that extra step.
+# With no arguments it first runs the lint and type gate (scripts/lint.sh: ruff check, ruff
+# format --check, mypy --strict; any finding fails the run) and the coupon-model parity tests
+# under tflite_runtime in a venv of their own (tflite-runtime 2.14 needs Python <= 3.11 and
+# NumPy < 2). Arguments are passed to pytest (e.g. -k outbox -x) and skip those extra steps.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SHELFEDGE_SYSTEM_PKGS="mosquitto" bash "$ROOT/scripts/bootstrap.sh"
@@ -10,6 +11,8 @@ cd "$ROOT"
 export SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
 
 if [ "$#" -eq 0 ]; then
+  echo "== lint and types =="
+  "$ROOT/scripts/lint.sh"
   echo "== coupon model parity under tflite_runtime (own venv) =="
   PY="${PYTHON:-$(command -v python3.11 || command -v python3)}"
   if "$PY" -c 'import sys; sys.exit(not ((3, 9) <= sys.version_info[:2] <= (3, 11)))'; then

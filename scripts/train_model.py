@@ -45,10 +45,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edge.decide import features as F  # noqa: E402
-from edge.decide.numpy_forward import DenseLayer, forward  # noqa: E402
-from edge.decide.tflite_writer import dense_to_tflite  # noqa: E402
+from scripts.training.numpy_forward import DenseLayer, forward  # noqa: E402
+from scripts.training.tflite_writer import dense_to_tflite  # noqa: E402
 
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "coupon" / "in-vehicle-coupon-recommendation.csv"
+DEFAULT_DATA = ROOT / "scripts" / "data" / "coupon" / "in-vehicle-coupon-recommendation.csv"
+DATA_SHA256 = "4f564b9b0c2e25eda09af03fec58f66fab0fc77f29bfc791eb5e50855948f784"
 DEFAULT_OUT = ROOT / "edge" / "decide" / "models"
 DEFAULT_REFERENCE = ROOT / "tests" / "decide" / "data" / "reference_outputs.json"
 MODEL_NAME = "coupon"
@@ -437,6 +438,9 @@ def train(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
 
     raw = args.data.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != DATA_SHA256:
+        log(f"warning: {args.data} is not the vendored data set (sha256 {digest[:16]}…)")
     df, y, groups = load(args.data)
     log(f"{len(df)} rows, {len(np.unique(groups))} respondent blocks, {args.data}")
     x_full = F.encode_batch(to_inputs(df)).astype(np.float64)

@@ -117,7 +117,7 @@ def test_parity_single(scorer: CouponScorer, reference: dict[str, Any]) -> None:
 
 @needs_schema
 def test_numpy_forward_of_tflite_weights(reference: dict[str, Any]) -> None:
-    from edge.decide.numpy_forward import forward, read_dense_tflite
+    from scripts.training.numpy_forward import forward, read_dense_tflite
 
     layers = read_dense_tflite(DEFAULT_MODEL.read_bytes())
     x = np.asarray(reference["inputs"], dtype=np.float64)
@@ -246,8 +246,8 @@ def test_card_shape_mismatch(tmp_path: Path, key: str, value: list[int]) -> None
 @needs_schema
 @pytest.mark.parametrize(("n_in", "n_out", "what"), [(34, 1, "input"), (35, 2, "output")])
 def test_model_shape_mismatch(tmp_path: Path, n_in: int, n_out: int, what: str) -> None:
-    from edge.decide.numpy_forward import DenseLayer
-    from edge.decide.tflite_writer import dense_to_tflite
+    from scripts.training.numpy_forward import DenseLayer
+    from scripts.training.tflite_writer import dense_to_tflite
 
     rng = np.random.default_rng(0)
     layers = [

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,10 +35,8 @@ def train() -> ModuleType:
 @pytest.fixture(scope="module")
 def data_path(train: ModuleType) -> Path:
     path: Path = train.DEFAULT_DATA
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"training data missing at {path}; CI runs with ../shared beside the repo")
-        pytest.skip(f"training data not present at {path}")
+    assert path.exists(), f"the vendored training data is missing at {path}"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == train.DATA_SHA256
     return path
 
 
@@ -65,7 +63,12 @@ def test_untrained_inputs_are_constant(train: ModuleType, data_path: Path) -> No
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # ~40 s alone; leave room on a busy CI machine
 def test_retrain_reproduces_card(tmp_path: Path, data_path: Path) -> None:
-    """Re-running the script gives the card's AUCs (±0.005) and, same environment, same bytes."""
+    """Re-running the script gives the card's AUCs within 0.005, and a model that loads.
+
+    "Reproducible" means the metrics, not the bytes: float sums in the solvers may differ in
+    their last bits across CPUs and library builds, which changes the weights' bytes but not
+    the AUC beyond the stated tolerance (docs/MODEL.md).
+    """
     res = subprocess.run(
         [
             sys.executable,
@@ -91,6 +94,7 @@ def test_retrain_reproduces_card(tmp_path: Path, data_path: Path) -> None:
     for c in new["comparisons"]:
         assert abs(c["auc"] - old_cmp[c["name"]]) <= 0.005, c["name"]
     assert new["training_data_sha256"] == old["training_data_sha256"]
-    if new["training"]["versions"] == old["training"]["versions"]:
-        same = (tmp_path / "coupon.tflite").read_bytes() == (MODELS / "coupon.tflite").read_bytes()
-        assert same, "same seed, same library versions, but a different model file"
+    from edge.decide.scorer import CouponScorer
+
+    scorer = CouponScorer.load(tmp_path / "coupon.tflite", tmp_path / "coupon.card.json")
+    assert scorer.model_id.startswith("coupon-")

@@ -13,7 +13,7 @@ from typing import Any
 import flatbuffers
 import numpy as np
 
-from edge.decide.numpy_forward import DenseLayer
+from scripts.training.numpy_forward import DenseLayer
 
 INPUT_NAME = "features"
 OUTPUT_NAME = "probability"
