@@ -630,6 +630,8 @@ class MqttLink:
 
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.UserProperty = [("id", row.id), ("seq", str(row.seq))]
+        if row.correlation is not None:
+            props.CorrelationData = row.correlation
         return props
 
     async def _drain(self, conn: _Connection) -> None:
@@ -652,7 +654,7 @@ class MqttLink:
                 wake.set()
                 continue
             for row in rows:
-                topic = f"{self.root}/{row.topic}"
+                topic = row.full_topic or f"{self.root}/{row.topic}"
                 mid = self._publish(conn, topic, row.payload, properties=self._row_properties(row))
                 if mid is None:
                     return  # the connection is going down; the next one starts over

@@ -45,6 +45,11 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
     INSERT INTO counters (name, value) VALUES ('delivered_total', 0), ('evicted_total', 0);
     """,
+    # v2: a row may go to a full topic (an MQTT 5 response topic) with correlation data.
+    """
+    ALTER TABLE outbox ADD COLUMN full_topic TEXT;
+    ALTER TABLE outbox ADD COLUMN correlation BLOB;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -83,6 +88,8 @@ class OutboxRow:
     topic: str
     payload: bytes
     created_at: float
+    full_topic: str | None = None  # when set, published there instead of root/topic
+    correlation: bytes | None = None  # MQTT 5 correlation data to send with it
 
 
 class Outbox:
@@ -221,7 +228,15 @@ class Outbox:
 
     # -- public API ---------------------------------------------------------------------
 
-    def put(self, msg_id: str, topic: str, payload: bytes) -> int:
+    def put(
+        self,
+        msg_id: str,
+        topic: str,
+        payload: bytes,
+        *,
+        full_topic: str | None = None,
+        correlation: bytes | None = None,
+    ) -> int:
         """Commit one message and return its ``seq``; the same ``msg_id`` again is a no-op.
 
         Idempotency holds while the row is undelivered (a delivered row is deleted). When the
@@ -231,6 +246,8 @@ class Outbox:
             raise ValueError("msg_id must not be empty")
         if not topic or any(c in topic for c in "#+\0") or topic.startswith("/"):
             raise ValueError(f"invalid topic suffix {topic!r}")
+        if full_topic is not None and (not full_topic or any(c in full_topic for c in "#+\0")):
+            raise ValueError("invalid full topic")
         payload = bytes(payload)
         now = time.time()
 
@@ -239,8 +256,9 @@ class Outbox:
             if row is not None:
                 return int(row[0]), False, 0
             cur = db.execute(
-                "INSERT INTO outbox (id, topic, payload, created_at) VALUES (?, ?, ?, ?)",
-                (msg_id, topic, payload, now),
+                "INSERT INTO outbox (id, topic, payload, created_at, full_topic, correlation) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (msg_id, topic, payload, now, full_topic, correlation),
             )
             seq = int(cur.lastrowid or 0)
             excess = self._pending + 1 - self.max_rows
@@ -279,7 +297,8 @@ class Outbox:
                 rows = (
                     self._conn()
                     .execute(
-                        "SELECT seq, id, topic, payload, created_at FROM outbox "
+                        "SELECT seq, id, topic, payload, created_at, full_topic, correlation "
+                        "FROM outbox "
                         "WHERE seq > ? ORDER BY seq LIMIT ?",
                         (after, max(0, limit)),
                     )
@@ -287,7 +306,12 @@ class Outbox:
                 )
             except sqlite3.Error as exc:
                 raise OutboxError(f"{self.path}: {exc}") from exc
-        return [OutboxRow(int(s), str(i), str(t), bytes(p), float(c)) for s, i, t, p, c in rows]
+        return [
+            OutboxRow(
+                int(s), str(i), str(t), bytes(p), float(c), ft, None if cd is None else bytes(cd)
+            )
+            for s, i, t, p, c, ft, cd in rows
+        ]
 
     def mark_delivered(self, seq: int) -> None:
         """The broker acknowledged ``seq``: delete it (a missing row is not an error)."""

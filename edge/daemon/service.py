@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -97,6 +97,16 @@ class SetContext:
 
     weather: str = "sunny"
     temperature_c: float = 20.0
+    version: int | None = None
+
+
+@with_config(_STRICT_ARGS)
+@dataclass(frozen=True, slots=True)
+class SetConfig:
+    """A patch of the live sections (``policy``, ``campaigns``, ``display``), applied atomically."""
+
+    version: int
+    config: dict[str, Any]
 
 
 @with_config(_STRICT_ARGS)
@@ -260,6 +270,42 @@ class DeviceService:
             _LOGGER.info("config reloaded; applied: %s", ", ".join(applied) or "nothing changed")
         return ReloadResult(True, applied, list(self.pending_restart), config_hash(new))
 
+    async def set_config(self, args: SetConfig) -> ReloadResult:
+        """Validate a patch of the live sections against the running config; apply or refuse."""
+        unknown = sorted(set(args.config) - set(LIVE_SECTIONS))
+        if unknown:
+            raise CommandRejected(
+                "bad_args", f"only {', '.join(LIVE_SECTIONS)} can be set remotely, not {unknown}"
+            )
+        merged = self._cfg.model_dump(mode="json")
+        merged.update(args.config)
+        try:
+            new = AppConfig.model_validate(merged)
+        except ValidationError as exc:
+            where = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3]
+            )
+            raise CommandRejected("bad_args", where) from None
+        from edge.config.checks import cross_check
+
+        findings = cross_check(new)
+        if findings:
+            path, msg = findings[0]
+            raise CommandRejected("bad_args", f"{'.'.join(map(str, path))}: {msg}")
+        return self.apply_config(new)
+
+    async def screenshot_png(self) -> dict[str, Any]:
+        """The current screen as base64 PNG (for the ``screenshot`` command's ack)."""
+        import base64
+
+        path = self._cfg.state_dir / "screenshot.png"
+        await self.screenshot(Screenshot(str(path)))
+        data = path.read_bytes()
+        limit = self._cfg.commands.max_payload_bytes * 3 // 4 - 1024
+        if len(data) > limit:
+            raise CommandRejected("too_large", f"screenshot is {len(data)} bytes, over {limit}")
+        return {"png_base64": base64.b64encode(data).decode(), "bytes": len(data)}
+
     # -- central commands -----------------------------------------------------------------
 
     async def set_keys(self, args: SetKeys) -> Applied:
@@ -301,7 +347,7 @@ class DeviceService:
     async def set_context(self, args: SetContext) -> Applied:
         """Set the site context the model sees."""
         self._engine.set_context(SiteContext(args.weather, args.temperature_c))
-        return Applied(None, asdict(args))
+        return Applied(args.version, {"weather": args.weather, "temperature_c": args.temperature_c})
 
     async def display_message(self, args: DisplayMessage) -> Applied:
         """Show a priority message on the screen."""
@@ -353,20 +399,31 @@ class DeviceService:
             "set_keys": (SetKeys, self.set_keys),
             "set_campaigns": (SetCampaigns, self.set_campaigns),
             "set_context": (SetContext, self.set_context),
+            "set_config": (SetConfig, self.set_config),
             "display_message": (DisplayMessage, self.display_message),
             "forget": (Forget, self.forget),
             "update_model": (UpdateModel, self.update_model),
             "screenshot": (Screenshot, self.screenshot),
         }
 
-    async def dispatch(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
-        """Validate JSON arguments, call the method, return a JSON-ready result."""
+    async def dispatch(
+        self, method: str, args: dict[str, Any], *, strict: bool = False, published: bool = False
+    ) -> dict[str, Any]:
+        """Validate JSON arguments, call the method, return a JSON-ready result.
+
+        ``strict`` (signed commands) takes JSON types as they are ("5" is not 5);
+        ``published`` makes ``status`` answer with the published state only.
+        """
+        if method == "status" and published:
+            if args:
+                raise CommandRejected("bad_args", "status takes no arguments")
+            return self._state.published()
         entry = self.methods().get(method)
         if entry is None:
             raise CommandRejected("unknown_method", f"unknown method {method!r}")
         arg_type, fn = entry
         try:
-            parsed = _adapter(arg_type).validate_python(args, strict=False)
+            parsed = _adapter(arg_type).validate_python(args, strict=strict)
         except ValidationError as exc:
             where = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or '<args>'}: {e['msg']}" for e in exc.errors()[:3]

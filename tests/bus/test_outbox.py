@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.bus.outbox import Outbox, OutboxRow
+from edge.bus.outbox import _MIGRATIONS, SCHEMA_VERSION, Outbox, OutboxRow
 from edge.errors import OutboxError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +77,7 @@ def test_rows_and_counters_survive_reopen_and_seq_is_never_reused(state_dir: Pat
         assert again.integrity_check() == "ok"
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     db.close()
 
 
@@ -218,3 +218,29 @@ def test_sigkill_loses_no_committed_row(state_dir: Path, rows_before_kill: int) 
         present = {(r.seq, r.id) for r in ob.pending(limit=100_000)}
         assert set(reported) <= present
         assert len(present) - len(reported) <= 1  # at most the put that was running
+
+
+def test_v1_outbox_is_migrated_in_place_and_rows_survive(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "outbox.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(_MIGRATIONS[0])
+    db.execute(
+        "INSERT INTO outbox (id, topic, payload, created_at) VALUES ('w1', 'agg', x'7b7d', 1.0)"
+    )
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with Outbox(path) as box:
+        (row,) = box.pending()
+        assert (row.id, row.topic, row.payload, row.full_topic, row.correlation) == (
+            "w1",
+            "agg",
+            b"{}",
+            None,
+            None,
+        )
+        box.put("a1", "ack", b"{}", full_topic="central/replies/1", correlation=b"\x01\x02")
+        ack = box.pending()[1]
+        assert (ack.full_topic, ack.correlation) == ("central/replies/1", b"\x01\x02")

@@ -177,7 +177,9 @@ async def test_internal_error_names_only_the_class(
     # The traceback goes to the local log at ERROR, for the technician.
     records = [r for r in caplog.records if r.name == "edge.daemon.control"]
     assert records and records[0].levelno == logging.ERROR
-    assert records[0].exc_info is not None and records[0].exc_info[0] is ValueError
+    # the exception's text may quote data: ERROR names the class, the traceback is DEBUG only
+    assert records[0].exc_info is None and "ValueError" in records[0].getMessage()
+    assert all(CANARY not in r.getMessage() for r in caplog.records)
     # The connection still serves.
     assert (await conn.call({"id": 4, "method": "status"}))["ok"] is True
     conn.close()

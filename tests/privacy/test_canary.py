@@ -195,7 +195,8 @@ async def test_no_raw_signal_leaves_the_device(
         assert not _leaks(text, all_needles), f"canary in log from {record.name}"
 
     # 5. Published state: only pinned fields, no exact per-shopper counts.
-    states = [json.loads(m.payload) for m in messages if m.topic.endswith("/state")]
+    own_state = f"shelfedge/v1/{cfg.site}/{cfg.device}/state"
+    states = [json.loads(m.payload) for m in messages if m.topic == own_state and not m.retain]
     assert len(states) >= 3
     for state in states:
         assert unpinned_fields(state) == [], unpinned_fields(state)
