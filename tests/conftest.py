@@ -147,6 +147,7 @@ class Captured:
     retain: bool
     user_properties: tuple[tuple[str, str], ...]
     ts: float
+    correlation: bytes | None = None
 
 
 class MqttCapture:
@@ -191,8 +192,15 @@ class MqttCapture:
 
     def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
         props = getattr(msg.properties, "UserProperty", None) or []
+        corr = getattr(msg.properties, "CorrelationData", None)
         item = Captured(
-            msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), tuple(props), time.time()
+            msg.topic,
+            bytes(msg.payload),
+            msg.qos,
+            bool(msg.retain),
+            tuple(props),
+            time.time(),
+            bytes(corr) if corr else None,
         )
         with self._lock:
             self._messages.append(item)
@@ -206,9 +214,28 @@ class MqttCapture:
         with self._lock:
             self._messages.clear()
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        response_topic: str | None = None,
+        correlation: bytes | None = None,
+    ) -> None:
         """Publish as a peer and wait (briefly, blocking) until it left this client."""
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        props = None
+        if response_topic is not None or correlation is not None:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            props = Properties(PacketTypes.PUBLISH)
+            if response_topic is not None:
+                props.ResponseTopic = response_topic
+            if correlation is not None:
+                props.CorrelationData = correlation
+        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
         info.wait_for_publish(timeout=READY_TIMEOUT_S)
 
     async def wait_for(

@@ -45,6 +45,7 @@ CONNACK_TIMEOUT_S = 15.0
 GOODBYE_TIMEOUT_S = 2.0  # wait for the PUBACK of the final offline state
 INFLIGHT_WINDOW = 10  # outbox rows published but not yet acknowledged, per connection
 OFFER_QUEUE_MAX = 256
+COMMANDS_PENDING_MAX = 64
 OFFER_SWEEP_S = 1.0
 INBOX_MAX = 1_000  # app sighting messages waiting for the event loop
 BACKOFF_FACTOR = 1.8
@@ -87,7 +88,9 @@ class _Connection:
         self.connack: asyncio.Future[tuple[bool, int, str]] = loop.create_future()
         self.closed: asyncio.Future[str] = loop.create_future()
         self.connected = False
-        self.subscribed = False  # SUBACK for the sightings topic granted
+        self.subscribed = False  # every SUBACK (sightings, commands) granted
+        self.subacks = 0
+        self.sub_refused = False
         self.after = 0  # highest outbox seq published on this connection
         self.rows: dict[int, int] = {}  # mid → outbox seq
         self.offers: dict[int, _Offer] = {}  # mid → offer
@@ -110,6 +113,7 @@ class MqttLink:
         *,
         state: Callable[[], dict[str, Any]],
         on_sightings: Callable[[bytes], None],
+        on_command: Callable[[str, bytes, str | None, bytes | None], None] | None = None,
         clock: Callable[[], float] = time.time,
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 60.0,
@@ -121,6 +125,10 @@ class MqttLink:
         self._outbox = outbox
         self._state_fn = state
         self._on_sightings = on_sightings
+        self._on_command = on_command
+        self._commands_pending = 0
+        self._rx_commands = 0
+        self._rx_commands_dropped = 0
         self._clock = clock
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = max(backoff_base_s, backoff_max_s)
@@ -129,6 +137,7 @@ class MqttLink:
         self.state_topic = f"{self.root}/state"
         self.offer_topic = f"{self.root}/offer"
         self.sightings_topic = f"{TOPIC_ROOT}/{cfg.site}/sightings"
+        self.cmd_prefixes = (f"{self.root}/cmd/", f"{TOPIC_ROOT}/{cfg.site}/all/cmd/")
         self._max_rx_bytes = cfg.commands.max_payload_bytes
 
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -248,6 +257,10 @@ class MqttLink:
                 "received": self._rx_sightings,
                 "dropped": self._rx_dropped,
                 "other_topics": self._rx_other,
+            },
+            "commands": {
+                "received": self._rx_commands,
+                "dropped": self._rx_commands_dropped,
             },
             "last_error": self._last_error,
         }
@@ -402,6 +415,9 @@ class MqttLink:
         self._bind_callbacks(client, conn)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
+        # The broker drops anything far above our bounds before it reaches us; a command a
+        # little over the bound still arrives and is acked ``too_large``.
+        props.MaximumPacketSize = 2 * self._cfg.commands.max_payload_bytes + 4096
         conn.client = client
         client.connect(m.host, m.port, m.keepalive_s, clean_start=False, properties=props)
         return client
@@ -422,7 +438,15 @@ class MqttLink:
             self._call_soon(self._on_suback, conn, [(int(rc.value), str(rc)) for rc in rcs])
 
         def on_message(_c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
-            self._on_message(msg.topic, bytes(msg.payload))
+            props = getattr(msg, "properties", None)
+            response = getattr(props, "ResponseTopic", None)
+            correlation = getattr(props, "CorrelationData", None)
+            self._on_message(
+                msg.topic,
+                bytes(msg.payload),
+                response if isinstance(response, str) and response else None,
+                bytes(correlation) if correlation else None,
+            )
 
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
@@ -473,6 +497,10 @@ class MqttLink:
         # QoS 0 on purpose: with a persistent session the broker would queue QoS 1 app
         # sightings (raw signals) for this device while it is offline.
         conn.client.subscribe(self.sightings_topic, qos=0)
+        if self._on_command is not None:
+            # Commands are not raw data and carry their own expiry: QoS 1, queued while away.
+            for prefix in self.cmd_prefixes:
+                conn.client.subscribe(prefix + "+", qos=1)
         self._flush_offers(conn)
         if self._wake is not None:
             self._wake.set()
@@ -545,14 +573,32 @@ class MqttLink:
             _LOGGER.warning("mqtt: broker refused a publish (mid %d): %s", mid, name)
 
     def _on_suback(self, conn: _Connection, codes: list[tuple[int, str]]) -> None:
-        conn.subscribed = all(code < 0x80 for code, _ in codes)
+        conn.subacks += 1
+        conn.sub_refused = conn.sub_refused or any(code >= 0x80 for code, _ in codes)
+        expected = 1 + (len(self.cmd_prefixes) if self._on_command is not None else 0)
+        conn.subscribed = not conn.sub_refused and conn.subacks >= expected
         for code, name in codes:
             if code >= 0x80:
                 self._last_error = f"subscribe {self.sightings_topic} refused: {name}"
                 _LOGGER.warning("mqtt: subscription to %s refused: %s", self.sightings_topic, name)
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _on_message(
+        self,
+        topic: str,
+        payload: bytes,
+        response_topic: str | None = None,
+        correlation: bytes | None = None,
+    ) -> None:
         """paho thread: queue app sightings for the loop (bounded; drops counted)."""
+        if self._on_command is not None and topic.startswith(self.cmd_prefixes):
+            name = topic.rsplit("/", 1)[-1]
+            with self._inbox_lock:
+                if self._commands_pending >= COMMANDS_PENDING_MAX:
+                    self._rx_commands_dropped += 1
+                    return
+                self._commands_pending += 1
+            self._call_soon(self._deliver_command, name, payload, response_topic, correlation)
+            return
         if topic != self.sightings_topic:
             self._rx_other += 1
             return
@@ -565,6 +611,15 @@ class MqttLink:
                 return
             self._inbox_scheduled = True
         self._call_soon(self._deliver_inbox)
+
+    def _deliver_command(
+        self, name: str, payload: bytes, response_topic: str | None, correlation: bytes | None
+    ) -> None:
+        with self._inbox_lock:
+            self._commands_pending -= 1
+        self._rx_commands += 1
+        if self._on_command is not None:
+            self._on_command(name, payload, response_topic, correlation)
 
     def _deliver_inbox(self) -> None:
         with self._inbox_lock:

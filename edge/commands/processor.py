@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -33,6 +33,13 @@ from .store import CommandStore
 
 _LOGGER = logging.getLogger(__name__)
 RATE_PER_S = 5.0
+# service refusal code → (ack code, ack status)
+_SERVICE_CODES: dict[str, tuple[AckCode, Literal["rejected", "error"]]] = {
+    "bad_args": (AckCode.SCHEMA, "rejected"),
+    "unknown_method": (AckCode.UNKNOWN_COMMAND, "rejected"),
+    "stale_version": (AckCode.STALE_VERSION, "rejected"),
+    "too_large": (AckCode.TOO_LARGE, "error"),
+}
 RATE_BURST = 20.0
 
 
@@ -112,8 +119,9 @@ class CommandProcessor:
             ack = Ack(
                 id=command_id, status="rejected", code=rej.code, message=str(rej), result=rej.result
             )
-        except CommandRejected as exc:
-            ack = Ack(id=command_id, status="rejected", code=AckCode.SCHEMA, message=str(exc))
+        except CommandRejected as exc:  # the service refused the arguments or could not do it
+            code, status = _SERVICE_CODES.get(exc.code, (AckCode.FAILED, "error"))
+            ack = Ack(id=command_id, status=status, code=code, message=str(exc))
         except Exception as exc:  # a failure while running: the class only, never the text
             _LOGGER.error("command %s failed: %s", name, type(exc).__name__)
             ack = Ack(

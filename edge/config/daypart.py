@@ -1,5 +1,3 @@
-# LEAD NOTE TO HELPERS: this file is ALREADY implemented, tested and wired into the daemon by the lead
-# (see git log). Do not rewrite it or change its API; only fix real bugs or add tests. Lead removes this note.
 """The one rule for "is this daypart active at this local time", for policy and display alike.
 
 A daypart runs on the weekdays in ``days`` (0 = Monday) from ``start_hour`` to ``end_hour``

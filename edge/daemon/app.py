@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import logging
 import math
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ from .systemd import notify, watchdog_interval_s
 
 if TYPE_CHECKING:
     from edge.bus.mqtt import MqttLink
+    from edge.commands.processor import CommandProcessor
     from edge.display.component import DisplayPart
 
 _LOGGER = logging.getLogger(__name__)
@@ -168,6 +170,10 @@ class Application:
             screen=lambda: self.display,
             monotonic=mono,
         )
+        self.commands: CommandProcessor | None = None
+        self._command_tasks: set[asyncio.Task[None]] = set()
+        self._stop: asyncio.Event | None = None
+        self.restart_requested = False
         self.running = False
 
     @property
@@ -206,6 +212,39 @@ class Application:
 
     def _on_presence(self, ev: PresenceEvent) -> None:
         self.route(ev)
+
+    def _on_command(
+        self, name: str, payload: bytes, response_topic: str | None, correlation: bytes | None
+    ) -> None:
+        task = asyncio.create_task(self._answer(name, payload, response_topic, correlation))
+        self._command_tasks.add(task)
+        task.add_done_callback(self._command_tasks.discard)
+
+    async def _answer(
+        self, name: str, payload: bytes, response_topic: str | None, correlation: bytes | None
+    ) -> None:
+        """Run one command and put its ack in the outbox (delivered at least once)."""
+        assert self.commands is not None and self.outbox is not None
+        ack = await self.commands.handle(name, payload)
+        body = ack.model_dump_json().encode()
+        await asyncio.to_thread(
+            self.outbox.put,
+            f"ack-{uuid.uuid4()}",
+            "ack",
+            body,
+            full_topic=response_topic,
+            correlation=correlation,
+        )
+        if self.link is not None:
+            self.link.notify_outbox()
+            if ack.status == "ok" and name != "status":
+                self.link.publish_state()  # the config hash / model id may have changed
+
+    def _request_restart(self) -> None:
+        """The ``restart`` command: stop cleanly; the exit code asks systemd for a restart."""
+        self.restart_requested = True
+        if self._stop is not None:
+            asyncio.get_running_loop().call_later(1.0, self._stop.set)  # let the ack go out
 
     async def _on_decision(self, ev: PresenceEvent, decision: Decision) -> None:
         if decision.reason is Reason.HOLDOUT:
@@ -249,12 +288,22 @@ class Application:
         if self.features.mqtt and cfg.mqtt.enabled:
             from edge.bus.component import LinkPart
             from edge.bus.mqtt import MqttLink
+            from edge.commands.processor import CommandProcessor
+            from edge.commands.store import CommandStore
 
+            self.commands = CommandProcessor(
+                cfg,
+                self.service,
+                CommandStore(cfg.state_dir / "commands.sqlite3"),
+                clock=self.clock.now,
+                on_restart=self._request_restart,
+            )
             self.link = MqttLink(
                 cfg,
                 outbox,
                 state=self.state.published,
                 on_sightings=self.on_app_payload,
+                on_command=self._on_command,
                 clock=self.clock.now,
                 monotonic=self.clock.monotonic,
             )
@@ -296,6 +345,8 @@ class Application:
         if window is not None and self.spool is not None:
             self.spool.add(window)
         await self.flush_windows()
+        if self._command_tasks:
+            await asyncio.wait(set(self._command_tasks), timeout=STOP_DRAIN_S)
         await self.supervisor.stop()
         self.registry.purge(math.inf)
         self.engine.close()
@@ -307,6 +358,7 @@ class Application:
 
     async def run_forever(self, stop: asyncio.Event, reload: asyncio.Event) -> None:
         """Run until ``stop`` is set; re-read the config whenever ``reload`` is set."""
+        self._stop = stop
         await self.start()
         notify("READY=1")
         try:

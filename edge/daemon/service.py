@@ -7,6 +7,7 @@ returns a typed result (frozen dataclasses, validated from JSON by pydantic at t
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -423,7 +424,13 @@ class DeviceService:
             raise CommandRejected("unknown_method", f"unknown method {method!r}")
         arg_type, fn = entry
         try:
-            parsed = _adapter(arg_type).validate_python(args, strict=strict)
+            adapter = _adapter(arg_type)
+            # strict: JSON types as sent (JSON mode: objects may fill dataclasses and models)
+            parsed = (
+                adapter.validate_json(json.dumps(args), strict=True)
+                if strict
+                else adapter.validate_python(args)
+            )
         except ValidationError as exc:
             where = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or '<args>'}: {e['msg']}" for e in exc.errors()[:3]

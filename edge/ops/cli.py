@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from edge import __version__
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_RESTART = 75  # the `restart` command: systemd's Restart=on-failure starts the daemon again
 T = TypeVar("T")
 
 
@@ -139,6 +140,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         await app.run_forever(stop, reload)
 
     asyncio.run(main())
+    if app.restart_requested:  # non-zero on purpose: Restart=on-failure starts us again
+        return EXIT_RESTART
     return EXIT_OK
 
 

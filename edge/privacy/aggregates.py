@@ -1,5 +1,3 @@
-# LEAD NOTE TO HELPERS: this file is ALREADY implemented, tested and wired into the daemon by the lead
-# (see git log). Do not rewrite it or change its API; only fix real bugs or add tests. Lead removes this note.
 """Per-window aggregates: bounded contributions, discrete Laplace noise, k-suppression.
 
 Counts are accumulated in RAM per window; the only per-token data is the contribution

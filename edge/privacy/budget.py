@@ -1,5 +1,3 @@
-# LEAD NOTE TO HELPERS: this file is ALREADY implemented, tested and wired into the daemon by the lead
-# (see git log). Do not rewrite it or change its API; only fix real bugs or add tests. Lead removes this note.
 """The privacy budget: per-window ε, per-token sensitivity and the noise scale, exactly.
 
 A token contributes to at most ``m = max_zones_per_window`` visitor cells and ``m`` dwell

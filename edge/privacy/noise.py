@@ -1,5 +1,3 @@
-# LEAD NOTE TO HELPERS: this file is ALREADY implemented, tested and wired into the daemon by the lead
-# (see git log). Do not rewrite it or change its API; only fix real bugs or add tests. Lead removes this note.
 """Exact discrete Laplace noise for published counts (Canonne, Kamath & Steinke 2020).
 
 ``P(k) ∝ exp(-|k| / scale)`` for integer ``k``. Sampled with integer arithmetic only: the

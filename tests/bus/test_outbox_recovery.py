@@ -1,5 +1,3 @@
-# LEAD NOTE TO HELPERS: this file is ALREADY implemented, tested and wired into the daemon by the lead
-# (see git log). Do not rewrite it or change its API; only fix real bugs or add tests. Lead removes this note.
 """A corrupt or newer-schema outbox is moved aside and a fresh one started; environment
 problems still fail loudly (moving a healthy file aside would lose aggregates)."""
 
