@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     from edge.ops.status import add_parser as add_status
 
     add_status(sub)
+    from edge.fleet.cli import add_parser as add_fleet
+
+    add_fleet(sub)
 
     config = sub.add_parser("config", help="technician config tools")
     csub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND")

@@ -222,3 +222,18 @@ async def test_ack_during_broker_outage_is_delivered_after_reconnect(
         )
     finally:
         await app.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_forget_ack_never_echoes_the_token(app: Application, central: Central) -> None:
+    token = bytes(range(100, 116))
+    ack = await central.send("forget", central.envelope({"token": token.hex()}))
+    assert ack["status"] == "ok"
+    assert set(ack["result"]["dropped"]) >= {"presence.tracker", "decide.policy"}
+    assert all(isinstance(v, int) for v in ack["result"]["dropped"].values())
+    raw = json.dumps(ack).encode()
+    for enc in (token.hex().encode(), token.hex().upper().encode(), base64.b64encode(token)):
+        assert enc not in raw
+        for f in app.cfg.state_dir.rglob("*"):
+            if f.is_file():
+                assert enc not in f.read_bytes(), f.name
