@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from edge.commands.envelope import sign
 from edge.config.models import AppConfig
 from edge.daemon.app import Application, Features
+from tests.asyncapi_schemas import check
 from tests.bus.support import make_cfg, until
 from tests.conftest import Mosquitto, MqttCapture
 
@@ -81,7 +82,9 @@ class Central:
         topic = f"{self.all if to_all else self.root}/cmd/{name}"
         await asyncio.to_thread(self.cap.publish, topic, payload, **props)
         msgs = await self.cap.wait_for(lambda ms: len(ms) > before, 10)
-        return json.loads(msgs[before].payload)
+        ack: dict[str, Any] = json.loads(msgs[before].payload)
+        check("Ack", ack)  # every real ack matches docs/asyncapi.yaml
+        return ack
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import pytest
 
 from edge.events import Advertisement
 from edge.radio.frames import uuid16_key
+from tests.asyncapi_schemas import check
 from tests.conftest import Mosquitto, MqttCapture
 from tests.helpers import demo_config
 
@@ -200,6 +201,13 @@ async def test_no_raw_signal_leaves_the_device(
     assert len(states) >= 3
     for state in states:
         assert unpinned_fields(state) == [], unpinned_fields(state)
+        check("State", state)  # and the AsyncAPI document describes it
+
+    # 7. Every captured message of the device matches docs/asyncapi.yaml.
+    for agg in aggs:
+        check("Aggregate", agg)
+    for m in offers:
+        check("Offer", json.loads(m.payload))
 
     # 6. RAM: nothing raw is left after shutdown, in any holder.
     assert app.raw_total() == 0
