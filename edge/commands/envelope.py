@@ -28,7 +28,7 @@ COMMANDS = (
     "screenshot",
     "restart",
 )
-VERSIONED = frozenset({"set_config", "set_campaigns", "set_keys", "set_context"})
+VERSIONED = frozenset({"set_config", "set_campaigns", "set_keys", "set_context", "update_model"})
 
 
 class AckCode(enum.StrEnum):

@@ -39,6 +39,7 @@ _SERVICE_CODES: dict[str, tuple[AckCode, Literal["rejected", "error"]]] = {
     "unknown_method": (AckCode.UNKNOWN_COMMAND, "rejected"),
     "stale_version": (AckCode.STALE_VERSION, "rejected"),
     "too_large": (AckCode.TOO_LARGE, "error"),
+    "model_rejected": (AckCode.FAILED, "error"),
 }
 RATE_BURST = 20.0
 
@@ -203,6 +204,10 @@ class CommandProcessor:
                 return await self._service.screenshot_png()
             case "set_config" | "set_campaigns" | "set_keys" | "set_context":
                 result = await self._service.dispatch(name, args, strict=True)
+                self._store.set_version(name, int(args["version"]))
+                return result
+            case "update_model":
+                result = await self._service.dispatch("install_model", args, strict=True)
                 self._store.set_version(name, int(args["version"]))
                 return result
             case "status":

@@ -128,7 +128,9 @@ class Application:
             else HoldoutGroup(cfg.policy.holdout_share, holdout_salt)
         )
         self.policy = Policy(cfg, holdout, monotonic=mono)
-        self.model = ModelWorker(cfg, preloaded=scorer)
+        self.model = ModelWorker(
+            cfg, preloaded=scorer, errors=lambda: self.engine.model_errors, monotonic=mono
+        )
         self.engine = DecisionEngine(
             cfg, self.tracker.layout, scorer_source=self.model.current, policy=self.policy
         )

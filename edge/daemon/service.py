@@ -138,6 +138,16 @@ class UpdateModel:
 
 @with_config(_STRICT_ARGS)
 @dataclass(frozen=True, slots=True)
+class InstallModel:
+    """A new model in the command itself: the .tflite as base64 and its card."""
+
+    version: int
+    model_b64: str
+    card: dict[str, Any]
+
+
+@with_config(_STRICT_ARGS)
+@dataclass(frozen=True, slots=True)
 class Screenshot:
     """Write the current screen as PNG to ``path``."""
 
@@ -379,6 +389,22 @@ class DeviceService:
         self._state.config_changed(self._cfg)
         return ModelResult(model_id)
 
+    async def install_model(self, args: InstallModel) -> ModelResult:
+        """Verify and swap in a model sent in the command; the old one stays if rejected."""
+        import base64
+        import binascii
+
+        try:
+            data = base64.b64decode(args.model_b64, validate=True)
+        except (ValueError, binascii.Error) as exc:
+            raise CommandRejected("bad_args", "model_b64 is not base64") from exc
+        try:
+            model_id = await self._model.install(data, args.card)
+        except ModelError as exc:
+            raise CommandRejected("model_rejected", str(exc)) from exc
+        self._state.config_changed(self._cfg)
+        return ModelResult(model_id)
+
     async def screenshot(self, args: Screenshot) -> ScreenshotResult:
         """Write the current screen as PNG."""
         screen = self._screen()
@@ -404,6 +430,7 @@ class DeviceService:
             "display_message": (DisplayMessage, self.display_message),
             "forget": (Forget, self.forget),
             "update_model": (UpdateModel, self.update_model),
+            "install_model": (InstallModel, self.install_model),
             "screenshot": (Screenshot, self.screenshot),
         }
 

@@ -262,6 +262,10 @@ class CouponScorer:
         _LOGGER.info("loaded %s with %s from %s", scorer.model_id, runtime, model_path)
         return scorer
 
+    def check_canaries(self) -> None:
+        """Re-run the card's canaries on the live interpreter (probation after a swap)."""
+        self._check_canaries(card_path_for(self.model_path))
+
     def _check_canaries(self, card_path: Path) -> None:
         """Run the card's canary inputs; their outputs must match the card."""
         canaries = self.card.get("canaries")

@@ -240,3 +240,82 @@ async def test_forget_ack_never_echoes_the_token(app: Application, central: Cent
         for f in app.cfg.state_dir.rglob("*"):
             if f.is_file():
                 assert enc not in f.read_bytes(), f.name
+
+
+MODELS = Path(__file__).resolve().parents[2] / "edge" / "decide" / "models"
+
+
+def _model_args(version: int, model_version: str) -> dict[str, Any]:
+    card = json.loads((MODELS / "coupon.card.json").read_text())
+    card["model_version"] = model_version
+    blob = base64.b64encode((MODELS / "coupon.tflite").read_bytes()).decode()
+    return {"version": version, "model_b64": blob, "card": card}
+
+
+@pytest.mark.timeout(120)
+async def test_model_update_probation_rollback_and_restart(
+    cfg: AppConfig, central: Central
+) -> None:
+    from edge.decide.engine import DecisionEngine
+    from edge.events import PresenceEvent, PresenceKind
+
+    with_model = Features(display=False, mqtt=True, model=True, autotick=True, control=False)
+
+    async def start() -> Application:
+        app = Application(cfg, features=with_model)
+        await app.start()
+        await until(lambda: app.link is not None and app.link.health()["sightings"]["subscribed"])
+        return app
+
+    app = await start()
+    try:
+        shipped = app.model.model_id
+        # a tampered model is refused and nothing changes
+        bad = _model_args(1, "6.6.6")
+        bad["card"]["sha256"] = "0" * 64
+        ack = await central.send("update_model", central.envelope(bad))
+        assert (ack["status"], ack["code"]) == ("error", "failed")
+        assert app.model.model_id == shipped
+        ack = await central.send("update_model", central.envelope(_model_args(2, "9.9.9")))
+        assert ack["status"] == "ok", ack
+        assert ack["result"]["model_id"].startswith("coupon-9.9.9+")
+        assert app.model.model_id == ack["result"]["model_id"]
+    finally:
+        await app.stop()
+
+    app = await start()  # the installed model survives a restart
+    try:
+        assert app.model.model_id is not None and app.model.model_id.startswith("coupon-9.9.9+")
+        ack = await central.send("update_model", central.envelope(_model_args(3, "9.9.10")))
+        assert ack["status"] == "ok" and app.model.model_id.startswith("coupon-9.9.10+")
+        # the new model fails in service while on probation: automatic rollback
+        scorer = app.model.current()
+        assert scorer is not None
+
+        def broken(rows: Any) -> list[float]:
+            raise RuntimeError("corrupted interpreter")
+
+        scorer.score_batch = broken  # type: ignore[method-assign]
+        campaign = app.cfg.campaigns[0]
+        engine: DecisionEngine = app.engine
+        ev = PresenceEvent(
+            PresenceKind.DWELL, b"\x05" * 16, 2, campaign.zone, None, 60.0, 0.0, time.time()
+        )
+        for _ in range(20):  # until one event reaches the model (holdout may take some)
+            await engine.decide(
+                PresenceEvent(ev.kind, bytes([_]) * 16, 2, ev.zone, None, 60.0, 0.0, time.time())
+            )
+            if engine.model_errors:
+                break
+        assert engine.model_errors > 0
+        await until(lambda: app.model.rollbacks == 1, within=10)
+        assert app.model.model_id is not None and app.model.model_id.startswith("coupon-9.9.9+")
+        assert app.model.health().detail["last_rollback"] == "scorer errors"
+    finally:
+        await app.stop()
+
+    app = await start()  # after the rollback, the restored model is the active one
+    try:
+        assert app.model.model_id is not None and app.model.model_id.startswith("coupon-9.9.9+")
+    finally:
+        await app.stop()
