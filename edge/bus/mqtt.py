@@ -48,6 +48,8 @@ OFFER_QUEUE_MAX = 256
 COMMANDS_PENDING_MAX = 64
 OFFER_SWEEP_S = 1.0
 INBOX_MAX = 1_000  # app sighting messages waiting for the event loop
+INBOX_SLICE_S = 0.005  # at most this long per loop turn spent on app sightings
+INBOX_SLICE_BYTES = 256 * 1024
 BACKOFF_FACTOR = 1.8
 BACKOFF_MAX_TRIES = 16  # caps the exponent; the delay is capped by backoff_max_s anyway
 STABLE_CONNECTION_S = 30.0  # only a connection that lasted this long resets the backoff
@@ -622,10 +624,20 @@ class MqttLink:
             self._on_command(name, payload, response_topic, correlation)
 
     def _deliver_inbox(self) -> None:
+        """Hand app sightings to the pipeline in slices of ~INBOX_SLICE_S, never one long turn."""
+        deadline = time.monotonic() + INBOX_SLICE_S
         with self._inbox_lock:
-            batch, self._inbox = self._inbox, []
-            self._inbox_scheduled = False
-        for payload in batch:
+            cut = 0
+            size = 0
+            while cut < len(self._inbox) and (cut == 0 or size < INBOX_SLICE_BYTES):
+                size += len(self._inbox[cut])
+                cut += 1
+            batch, self._inbox = self._inbox[:cut], self._inbox[cut:]
+        for i, payload in enumerate(batch):
+            if i and time.monotonic() > deadline:  # give the loop back; the rest comes next
+                with self._inbox_lock:
+                    self._inbox[:0] = batch[i:]
+                break
             self._rx_sightings += 1
             try:
                 self._on_sightings(payload)
@@ -637,6 +649,11 @@ class MqttLink:
                     type(exc).__name__,
                 )
                 _LOGGER.debug("on_sightings traceback", exc_info=True)
+        with self._inbox_lock:
+            more = bool(self._inbox)
+            self._inbox_scheduled = more
+        if more:
+            self._call_soon(self._deliver_inbox)
 
     # -- publishing (loop thread) ---------------------------------------------------------
 

@@ -4,11 +4,11 @@
 and canary inputs) and then watches it. The active model is the one installed last by
 ``update_model`` (recorded in ``{state_dir}/models/active.json``, so it survives a restart),
 else the configured one. ``install`` writes a new model and card under
-``{state_dir}/models/<sha256 of model and card>/``, verifies it, and swaps it in between two decisions; the
-previous model is kept. For ``probation_s`` after a swap, a scorer error or a canary mismatch
-rolls back to the previous model at once. A model that fails to load at start raises, so the
-supervisor retries and finally marks the model failed; meanwhile tier-2 offers are ranked by
-distance, like tier 1. No unverified file is ever used.
+``{state_dir}/models/<sha256 of model and card>/``, verifies it, and swaps it in between two
+decisions; the previous model is kept. For ``probation_s`` after a swap, a scorer error or a
+canary mismatch rolls back to the previous model at once. A model that fails to load at
+start raises, so the supervisor retries and finally marks the model failed; meanwhile tier-2
+offers are ranked by distance, like tier 1. No unverified file is ever used.
 """
 
 from __future__ import annotations

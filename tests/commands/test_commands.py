@@ -319,3 +319,32 @@ async def test_model_update_probation_rollback_and_restart(
         assert app.model.model_id is not None and app.model.model_id.startswith("coupon-9.9.9+")
     finally:
         await app.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_oversized_payloads_never_stall_the_loop(app: Application, central: Central) -> None:
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    try:
+        limit = app.cfg.commands.max_payload_bytes
+        # 2 MB: far above the Maximum Packet Size the device announced; the broker drops it
+        await asyncio.to_thread(central.cap.publish, f"{central.root}/cmd/status", b"x" * 2_000_000)
+        # a little over the bound: it arrives and is refused before parsing
+        ack = await central.send("status", b"{" + b" " * (limit + 10) + b"}")
+        assert (ack["status"], ack["code"]) == ("rejected", "too_large")
+        assert (await central.send("status", central.envelope()))["status"] == "ok"
+    finally:
+        stop.set()
+        await tick
+    assert max(gaps) < 0.1, f"the event loop stalled for {max(gaps) * 1000:.0f} ms"
+    assert app.link is not None and app.link.health()["commands"]["received"] == 2
