@@ -406,7 +406,7 @@ class MqttLink:
         )
         client.connect_timeout = CONNECT_TIMEOUT_S
         if m.username is not None:
-            client.username_pw_set(m.username, m.password)
+            client.username_pw_set(m.username, m.secret())
         if m.tls is not None:
             client.tls_set(
                 ca_certs=str(m.tls.ca),

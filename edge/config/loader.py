@@ -171,7 +171,9 @@ class _NotUtf8(ConfigProblem):
 
 def config_hash(cfg: AppConfig) -> str:
     """Short, stable hash of the effective config (published in the device state)."""
-    blob = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    data = cfg.model_dump(mode="json")
+    data["mqtt"].pop("password", None)  # secrets never enter the published hash
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -280,7 +280,34 @@ class Mqtt(Strict):
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     client_id: str | None = None
     username: str | None = None
-    password: str | None = None
+    password: str | None = Field(
+        default=None,
+        description="prefer password_file: a secret in the main YAML is shown to anyone who "
+        "can read the config; never part of the config hash",
+    )
+    password_file: Path | None = Field(
+        default=None, description="file holding the broker password (mode 0600, not the YAML)"
+    )
+
+    def secret(self) -> str | None:
+        """The broker password: from ``password_file`` when set, else ``password``."""
+        if self.password_file is not None:
+            return self.password_file.read_text().strip()
+        return self.password
+
+    @property
+    def insecure(self) -> bool:
+        """True when the link would run without TLS to a host other than loopback."""
+        return (
+            self.enabled
+            and self.tls is None
+            and self.host
+            not in (
+                "localhost",
+                "127.0.0.1",
+                "::1",
+            )
+        )
 
 
 class Commands(Strict):

@@ -315,6 +315,10 @@ class Application:
             from .control import ControlServer
 
             sup.add(ControlServer(cfg.state_dir / "control.sock", self.service.dispatch))
+        if cfg.mqtt.insecure:
+            _LOGGER.warning(
+                "mqtt to %s without TLS: configure mqtt.tls (see docs/broker.md)", cfg.mqtt.host
+            )
         if cfg.radio.enabled:
             _LOGGER.warning("radio.enabled is set but BLE scanning arrives with the radio issue")
         sup.start_watchdog()

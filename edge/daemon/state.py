@@ -37,6 +37,7 @@ PUBLISHED_FIELDS: dict[str, Any] = {
         "outbox": {"pending": None, "recovered": None},
         "beacons_heard": None,
         "pending_restart": None,
+        "insecure_transport": None,
     },
     "privacy": {
         "k": None,
@@ -140,6 +141,7 @@ class StateView:
                 },
                 "beacons_heard": self._beacons_heard(),
                 "pending_restart": list(self._pending_restart),
+                "insecure_transport": cfg.mqtt.insecure,
             },
             "privacy": {
                 "k": p.k,
