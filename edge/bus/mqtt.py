@@ -20,14 +20,13 @@ import enum
 import json
 import logging
 import random
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from edge.bus.offers import OfferQueue, PendingOffer
 from edge.bus.outbox import Outbox, OutboxRow
+from edge.bus.router import Inbound, Router
 from edge.errors import OutboxError
 from edge.privacy.holders import Holding
 
@@ -44,12 +43,10 @@ CONNECT_TIMEOUT_S = 10.0  # TCP + TLS handshake
 CONNACK_TIMEOUT_S = 15.0
 GOODBYE_TIMEOUT_S = 2.0  # wait for the PUBACK of the final offline state
 INFLIGHT_WINDOW = 10  # outbox rows published but not yet acknowledged, per connection
-OFFER_QUEUE_MAX = 256
 COMMANDS_PENDING_MAX = 64
 OFFER_SWEEP_S = 1.0
 INBOX_MAX = 1_000  # app sighting messages waiting for the event loop
-INBOX_SLICE_S = 0.005  # at most this long per loop turn spent on app sightings
-INBOX_SLICE_BYTES = 256 * 1024
+COMMANDS_PENDING_MAX = 64
 BACKOFF_FACTOR = 1.8
 BACKOFF_MAX_TRIES = 16  # caps the exponent; the delay is capped by backoff_max_s anyway
 STABLE_CONNECTION_S = 30.0  # only a connection that lasted this long resets the backoff
@@ -74,14 +71,6 @@ class _Refused(ConnectionError):
         self.auth = code in _AUTH_FAILURES
 
 
-@dataclass(slots=True)
-class _Offer:
-    body: bytes
-    expires_at: float
-    token: bytes = b""
-    queued_mono: float = 0.0
-
-
 class _Connection:
     """One connection attempt: its paho client and what is in flight on it (loop thread)."""
 
@@ -95,7 +84,7 @@ class _Connection:
         self.sub_refused = False
         self.after = 0  # highest outbox seq published on this connection
         self.rows: dict[int, int] = {}  # mid → outbox seq
-        self.offers: dict[int, _Offer] = {}  # mid → offer
+        self.offers: dict[int, PendingOffer] = {}  # mid → offer
         self.waiters: dict[int, asyncio.Future[bool]] = {}  # mid → PUBACK (True = success)
 
 
@@ -114,8 +103,9 @@ class MqttLink:
         outbox: Outbox,
         *,
         state: Callable[[], dict[str, Any]],
-        on_sightings: Callable[[bytes], None],
-        on_command: Callable[[str, bytes, str | None, bytes | None], None] | None = None,
+        on_sightings: Callable[[bytes], None] | None = None,
+        on_command: Callable[[Inbound], None] | None = None,
+        router: Router | None = None,
         clock: Callable[[], float] = time.time,
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 60.0,
@@ -126,11 +116,6 @@ class MqttLink:
         self._mqtt = cfg.mqtt
         self._outbox = outbox
         self._state_fn = state
-        self._on_sightings = on_sightings
-        self._on_command = on_command
-        self._commands_pending = 0
-        self._rx_commands = 0
-        self._rx_commands_dropped = 0
         self._clock = clock
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = max(backoff_base_s, backoff_max_s)
@@ -139,20 +124,37 @@ class MqttLink:
         self.state_topic = f"{self.root}/state"
         self.offer_topic = f"{self.root}/offer"
         self.sightings_topic = f"{TOPIC_ROOT}/{cfg.site}/sightings"
-        self.cmd_prefixes = (f"{self.root}/cmd/", f"{TOPIC_ROOT}/{cfg.site}/all/cmd/")
-        self._max_rx_bytes = cfg.commands.max_payload_bytes
+        self.router = router or Router()
+        limit = cfg.commands.max_payload_bytes
+        if on_sightings is not None:
+            # QoS 0 on purpose: with a persistent session the broker would queue QoS 1 app
+            # sightings (raw signals) for this device while it is offline.
+            self.router.subscribe(
+                self.sightings_topic,
+                lambda m: on_sightings(m.payload),
+                qos=0,
+                max_bytes=limit,
+                name="sightings",
+                max_pending=INBOX_MAX,
+            )
+        if on_command is not None:
+            # Commands are not raw data and carry their own expiry: QoS 1, queued while away.
+            for prefix in (f"{self.root}/cmd/", f"{TOPIC_ROOT}/{cfg.site}/all/cmd/"):
+                self.router.subscribe(
+                    prefix + "+",
+                    on_command,
+                    qos=1,
+                    max_bytes=2 * limit + 4096,  # a little over the bound is acked too_large
+                    name="commands",
+                    max_pending=COMMANDS_PENDING_MAX,
+                )
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._conn: _Connection | None = None
         self._link_state = LinkState.DISCONNECTED
         self._acked: list[int] = []  # acknowledged outbox seqs not yet deleted
-        self._offers: deque[_Offer] = deque()
-
-        # paho thread → loop thread hand-off of app sightings (bounded, drops counted)
-        self._inbox_lock = threading.Lock()
-        self._inbox: list[bytes] = []
-        self._inbox_scheduled = False
+        self.offers = OfferQueue(clock=clock, retention_s=cfg.privacy.raw_retention_s)
 
         self._connects = 0
         self._disconnects = 0
@@ -160,11 +162,7 @@ class MqttLink:
         self._published = 0  # outbox rows acknowledged by the broker
         self._states_published = 0
         self._offers_published = 0
-        self._offers_expired = 0
-        self._offers_dropped = 0
-        self._rx_sightings = 0
-        self._rx_dropped = 0
-        self._rx_other = 0
+        self._offers_refused = 0
         self._last_error: str | None = None
         self._next_attempt_at: float | None = None
 
@@ -186,12 +184,14 @@ class MqttLink:
             raise RuntimeError("MqttLink.run() is already running")
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self.router.attach(self._call_soon)
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._connection_loop(), name="shelfedge-mqtt-link")
                 tg.create_task(self._offer_sweep_loop(), name="shelfedge-mqtt-offers")
         finally:
             self._set_state(LinkState.DISCONNECTED)
+            self.router.attach(None)
             self._loop = None
             self._wake = None
 
@@ -218,9 +218,9 @@ class MqttLink:
         loop thread; from another thread it is handed over to the loop.
         """
         if expires_at <= self._clock():
-            self._offers_expired += 1
+            self.offers.expired += 1
             return False
-        offer = _Offer(
+        offer = PendingOffer(
             json.dumps(payload, separators=(",", ":")).encode(),
             float(expires_at),
             bytes.fromhex(str(payload.get("token", ""))),
@@ -250,20 +250,16 @@ class MqttLink:
             "states_published": self._states_published,
             "offers": {
                 "published": self._offers_published,
-                "queued": len(self._offers),
-                "expired": self._offers_expired,
-                "dropped": self._offers_dropped,
+                "queued": len(self.offers),
+                "expired": self.offers.expired,
+                "dropped": self.offers.dropped + self._offers_refused,
             },
             "sightings": {
                 "subscribed": conn is not None and conn.subscribed,
-                "received": self._rx_sightings,
-                "dropped": self._rx_dropped,
-                "other_topics": self._rx_other,
+                **self.router.stats("sightings"),
+                "other_topics": self.router.unrouted,
             },
-            "commands": {
-                "received": self._rx_commands,
-                "dropped": self._rx_commands_dropped,
-            },
+            "commands": self.router.stats("commands"),
             "last_error": self._last_error,
         }
 
@@ -271,31 +267,23 @@ class MqttLink:
 
     holder_name = "bus.offers"
 
-    def _held_offers(self) -> list[_Offer]:
+    def _held_offers(self) -> list[PendingOffer]:
         conn = self._conn
-        return [*self._offers, *(() if conn is None else conn.offers.values())]
+        return [*self.offers, *(() if conn is None else conn.offers.values())]
 
     def purge(self, mono_now: float) -> None:
         """Drop queued offers older than the raw retention (they carry a token)."""
-        cutoff = mono_now - self._cfg.privacy.raw_retention_s
-        kept = [o for o in self._offers if o.queued_mono >= cutoff]
-        self._offers_expired += len(self._offers) - len(kept)
-        self._offers = deque(kept)
+        self.offers.purge(mono_now)
 
     def forget(self, token: bytes) -> int:
         """Drop queued offers for a token."""
-        kept = [o for o in self._offers if o.token != token]
-        gone = len(self._offers) - len(kept)
-        self._offers = deque(kept)
-        return gone
+        return self.offers.forget(token)
 
     def held(self, mono_now: float) -> Holding:
-        """Offers waiting or in flight, plus app-sighting messages not yet handed over."""
+        """Offers waiting or in flight, plus inbound messages not yet handed to the loop."""
         offers = self._held_offers()
-        with self._inbox_lock:
-            inbox = len(self._inbox)
-        oldest = min((o.queued_mono for o in offers), default=mono_now)
-        return Holding(len(offers) + inbox, max(0.0, mono_now - oldest))
+        oldest = min((o.made_mono for o in offers), default=mono_now)
+        return Holding(len(offers) + self.router.held(), max(0.0, mono_now - oldest))
 
     # -- connection supervision ---------------------------------------------------------
 
@@ -443,11 +431,15 @@ class MqttLink:
             props = getattr(msg, "properties", None)
             response = getattr(props, "ResponseTopic", None)
             correlation = getattr(props, "CorrelationData", None)
-            self._on_message(
-                msg.topic,
-                bytes(msg.payload),
-                response if isinstance(response, str) and response else None,
-                bytes(correlation) if correlation else None,
+            user = getattr(props, "UserProperty", None) or ()
+            self.router.dispatch(
+                Inbound(
+                    msg.topic,
+                    bytes(msg.payload),
+                    response if isinstance(response, str) and response else None,
+                    bytes(correlation) if correlation else None,
+                    tuple((str(k), str(v)) for k, v in user),
+                )
             )
 
         client.on_connect = on_connect
@@ -469,7 +461,7 @@ class MqttLink:
             await asyncio.gather(drain, return_exceptions=True)
         # What was in flight and not acknowledged goes round again on the next connection:
         # outbox rows are still in the outbox; offers go back to the front of the RAM queue.
-        self._queue_offers(list(conn.offers.values()), front=True)
+        self.offers.push(list(conn.offers.values()), front=True)
         conn.offers.clear()
         conn.rows.clear()
         for waiter in conn.waiters.values():
@@ -496,13 +488,8 @@ class MqttLink:
         self._failures = 0
         self._publish_state(conn)
         assert conn.client is not None
-        # QoS 0 on purpose: with a persistent session the broker would queue QoS 1 app
-        # sightings (raw signals) for this device while it is offline.
-        conn.client.subscribe(self.sightings_topic, qos=0)
-        if self._on_command is not None:
-            # Commands are not raw data and carry their own expiry: QoS 1, queued while away.
-            for prefix in self.cmd_prefixes:
-                conn.client.subscribe(prefix + "+", qos=1)
+        for sub in self.router.subscriptions():
+            conn.client.subscribe(sub.topic_filter, qos=sub.qos)
         self._flush_offers(conn)
         if self._wake is not None:
             self._wake.set()
@@ -565,7 +552,7 @@ class MqttLink:
             if ok:
                 self._offers_published += 1
             else:
-                self._offers_dropped += 1
+                self._offers_refused += 1
                 _LOGGER.warning("mqtt: broker refused an offer: %s", name)
             return
         waiter = conn.waiters.pop(mid, None)
@@ -577,83 +564,12 @@ class MqttLink:
     def _on_suback(self, conn: _Connection, codes: list[tuple[int, str]]) -> None:
         conn.subacks += 1
         conn.sub_refused = conn.sub_refused or any(code >= 0x80 for code, _ in codes)
-        expected = 1 + (len(self.cmd_prefixes) if self._on_command is not None else 0)
+        expected = len(self.router.subscriptions())
         conn.subscribed = not conn.sub_refused and conn.subacks >= expected
         for code, name in codes:
             if code >= 0x80:
-                self._last_error = f"subscribe {self.sightings_topic} refused: {name}"
-                _LOGGER.warning("mqtt: subscription to %s refused: %s", self.sightings_topic, name)
-
-    def _on_message(
-        self,
-        topic: str,
-        payload: bytes,
-        response_topic: str | None = None,
-        correlation: bytes | None = None,
-    ) -> None:
-        """paho thread: queue app sightings for the loop (bounded; drops counted)."""
-        if self._on_command is not None and topic.startswith(self.cmd_prefixes):
-            name = topic.rsplit("/", 1)[-1]
-            with self._inbox_lock:
-                if self._commands_pending >= COMMANDS_PENDING_MAX:
-                    self._rx_commands_dropped += 1
-                    return
-                self._commands_pending += 1
-            self._call_soon(self._deliver_command, name, payload, response_topic, correlation)
-            return
-        if topic != self.sightings_topic:
-            self._rx_other += 1
-            return
-        with self._inbox_lock:
-            if len(self._inbox) >= INBOX_MAX or len(payload) > self._max_rx_bytes:
-                self._rx_dropped += 1
-                return
-            self._inbox.append(payload)
-            if self._inbox_scheduled:
-                return
-            self._inbox_scheduled = True
-        self._call_soon(self._deliver_inbox)
-
-    def _deliver_command(
-        self, name: str, payload: bytes, response_topic: str | None, correlation: bytes | None
-    ) -> None:
-        with self._inbox_lock:
-            self._commands_pending -= 1
-        self._rx_commands += 1
-        if self._on_command is not None:
-            self._on_command(name, payload, response_topic, correlation)
-
-    def _deliver_inbox(self) -> None:
-        """Hand app sightings to the pipeline in slices of ~INBOX_SLICE_S, never one long turn."""
-        deadline = time.monotonic() + INBOX_SLICE_S
-        with self._inbox_lock:
-            cut = 0
-            size = 0
-            while cut < len(self._inbox) and (cut == 0 or size < INBOX_SLICE_BYTES):
-                size += len(self._inbox[cut])
-                cut += 1
-            batch, self._inbox = self._inbox[:cut], self._inbox[cut:]
-        for i, payload in enumerate(batch):
-            if i and time.monotonic() > deadline:  # give the loop back; the rest comes next
-                with self._inbox_lock:
-                    self._inbox[:0] = batch[i:]
-                break
-            self._rx_sightings += 1
-            try:
-                self._on_sightings(payload)
-            except Exception as exc:
-                # The exception text may quote the payload: name its type only (traceback DEBUG).
-                _LOGGER.error(
-                    "on_sightings failed for a %d-byte message: %s",
-                    len(payload),
-                    type(exc).__name__,
-                )
-                _LOGGER.debug("on_sightings traceback", exc_info=True)
-        with self._inbox_lock:
-            more = bool(self._inbox)
-            self._inbox_scheduled = more
-        if more:
-            self._call_soon(self._deliver_inbox)
+                self._last_error = f"a subscription was refused: {name}"
+                _LOGGER.warning("mqtt: a subscription was refused: %s", name)
 
     # -- publishing (loop thread) ---------------------------------------------------------
 
@@ -749,47 +665,30 @@ class MqttLink:
 
     # -- offers (RAM only) ----------------------------------------------------------------
 
-    def _accept_offer(self, offer: _Offer) -> None:
+    def _accept_offer(self, offer: PendingOffer) -> None:
         conn = self._conn
         if conn is not None and conn.connected and self._send_offer(conn, offer):
             return
-        self._queue_offers([offer])
+        self.offers.push([offer])
 
-    def _send_offer(self, conn: _Connection, offer: _Offer) -> bool:
+    def _send_offer(self, conn: _Connection, offer: PendingOffer) -> bool:
         mid = self._publish(conn, self.offer_topic, offer.body)
         if mid is None:
             return False
         conn.offers[mid] = offer
         return True
 
-    def _queue_offers(self, offers: list[_Offer], *, front: bool = False) -> None:
-        if front:
-            self._offers.extendleft(reversed(offers))
-        else:
-            self._offers.extend(offers)
-        while len(self._offers) > OFFER_QUEUE_MAX:
-            self._offers.popleft()
-            self._offers_dropped += 1
-
-    def _expire_offers(self) -> None:
-        now = self._clock()
-        if any(o.expires_at <= now for o in self._offers):
-            kept = [o for o in self._offers if o.expires_at > now]
-            self._offers_expired += len(self._offers) - len(kept)
-            self._offers = deque(kept)
-
     def _flush_offers(self, conn: _Connection) -> None:
-        self._expire_offers()
-        while self._offers:
-            offer = self._offers.popleft()
+        self.offers.expire()
+        while (offer := self.offers.pop()) is not None:
             if not self._send_offer(conn, offer):
-                self._offers.appendleft(offer)
+                self.offers.unpop(offer)
                 return
 
     async def _offer_sweep_loop(self) -> None:
         while True:
             await asyncio.sleep(OFFER_SWEEP_S)
-            self._expire_offers()
+            self.offers.expire()
 
 
 def _abandon_client(opening: asyncio.Future[paho.Client]) -> None:

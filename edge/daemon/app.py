@@ -54,6 +54,7 @@ from .systemd import notify, watchdog_interval_s
 
 if TYPE_CHECKING:
     from edge.bus.mqtt import MqttLink
+    from edge.bus.router import Inbound
     from edge.commands.processor import CommandProcessor
     from edge.display.component import DisplayPart
 
@@ -215,10 +216,11 @@ class Application:
     def _on_presence(self, ev: PresenceEvent) -> None:
         self.route(ev)
 
-    def _on_command(
-        self, name: str, payload: bytes, response_topic: str | None, correlation: bytes | None
-    ) -> None:
-        task = asyncio.create_task(self._answer(name, payload, response_topic, correlation))
+    def _on_command(self, msg: Inbound) -> None:
+        name = msg.topic.rsplit("/", 1)[-1]
+        task = asyncio.create_task(
+            self._answer(name, msg.payload, msg.response_topic, msg.correlation_data)
+        )
         self._command_tasks.add(task)
         task.add_done_callback(self._command_tasks.discard)
 
