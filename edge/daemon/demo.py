@@ -128,7 +128,8 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
             clock.set(t)
             app.tick(t)
             await app.flush_windows()
-            for token, est in app.live_zones().items():
+            live = app.live_zones()
+            for token, est in live.items():
                 shopper = sim.shopper_of(token)
                 if shopper is not None:
                     detected.add(shopper)
@@ -149,16 +150,15 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
                     f"frame-{len(frames):03d}-{dt.datetime.fromtimestamp(t, tz):%H%M%S}.png"
                 )
             sim_min = (t - sim.start_ts) / 60.0
-            local = (await service.status())["local"]
             progress.update(
                 sim_min,
                 opts.minutes,
                 {
                     "shoppers": sim.stats.shoppers,
                     "in-store": sim.live_shoppers(),
-                    "phones": sum(local["zone_counts"].values()),
-                    "offers": local["offers"],
-                    "windows": local["windows"]["written"],
+                    "phones": len(live),
+                    "offers": app.counters.offers,
+                    "windows": 0 if app.spool is None else app.spool.written,
                     "zone-acc": f"{correct / total:.1%}" if total else "-",
                 },
             )
