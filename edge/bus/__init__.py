@@ -5,7 +5,8 @@ from RAM and hands app sightings to the daemon (``MqttLink``, ``LinkState``). pa
 imported only when a link connects, so importing this package stays light.
 """
 
-from edge.bus.mqtt import LinkState, MqttLink
+from edge.bus.mqtt import MqttLink
 from edge.bus.outbox import Outbox, OutboxRow
+from edge.bus.session import LinkState
 
 __all__ = ["LinkState", "MqttLink", "Outbox", "OutboxRow"]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from edge.bus.mqtt import LinkState, MqttLink
+from edge.bus.mqtt import MqttLink
+from edge.bus.session import LinkState
 from edge.config.models import AppConfig
 from edge.lifecycle import ComponentHealth, Progress
 

@@ -16,18 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import json
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from edge.bus.drain import OutboxDrain
 from edge.bus.offers import OfferQueue, PendingOffer
-from edge.bus.outbox import Outbox, OutboxRow
+from edge.bus.outbox import Outbox
 from edge.bus.router import Inbound, Router
-from edge.errors import OutboxError
+from edge.bus.session import (
+    Connection,
+    LinkState,
+    Refused,
+    abandon_client,
+    backoff_delay,
+    open_client,
+)
 from edge.privacy.holders import Holding
 
 if TYPE_CHECKING:
@@ -53,39 +59,6 @@ STABLE_CONNECTION_S = 30.0  # only a connection that lasted this long resets the
 
 # CONNACK reason codes that no retry can fix without a config change: wait the longest.
 _AUTH_FAILURES = frozenset({0x85, 0x86, 0x87, 0x8A, 0x8C})
-
-
-class LinkState(enum.Enum):
-    """Where the link is; reported in ``health()``."""
-
-    DISCONNECTED = "disconnected"
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-
-
-class _Refused(ConnectionError):
-    """The broker answered CONNACK with a failure reason code."""
-
-    def __init__(self, code: int, name: str) -> None:
-        super().__init__(f"connection refused: {name} (0x{code:02x})")
-        self.auth = code in _AUTH_FAILURES
-
-
-class _Connection:
-    """One connection attempt: its paho client and what is in flight on it (loop thread)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.client: paho.Client | None = None
-        self.connack: asyncio.Future[tuple[bool, int, str]] = loop.create_future()
-        self.closed: asyncio.Future[str] = loop.create_future()
-        self.connected = False
-        self.subscribed = False  # every SUBACK (sightings, commands) granted
-        self.subacks = 0
-        self.sub_refused = False
-        self.after = 0  # highest outbox seq published on this connection
-        self.rows: dict[int, int] = {}  # mid → outbox seq
-        self.offers: dict[int, PendingOffer] = {}  # mid → offer
-        self.waiters: dict[int, asyncio.Future[bool]] = {}  # mid → PUBACK (True = success)
 
 
 class MqttLink:
@@ -151,15 +124,14 @@ class MqttLink:
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
-        self._conn: _Connection | None = None
+        self._conn: Connection | None = None
         self._link_state = LinkState.DISCONNECTED
-        self._acked: list[int] = []  # acknowledged outbox seqs not yet deleted
+        self._drain = OutboxDrain(outbox, self.root, self._set_error)
         self.offers = OfferQueue(clock=clock, retention_s=cfg.privacy.raw_retention_s)
 
         self._connects = 0
         self._disconnects = 0
         self._failures = 0  # consecutive failed attempts since the last connect
-        self._published = 0  # outbox rows acknowledged by the broker
         self._states_published = 0
         self._offers_published = 0
         self._offers_refused = 0
@@ -245,7 +217,7 @@ class MqttLink:
             "disconnects": self._disconnects,
             "failed_attempts": self._failures,
             "next_attempt_in_s": next_in,
-            "published": self._published,
+            "published": self._drain.published,
             "inflight": 0 if conn is None else len(conn.rows),
             "states_published": self._states_published,
             "offers": {
@@ -294,7 +266,7 @@ class MqttLink:
             lasted: float | None = None
             try:
                 lasted = await self._session()
-            except _Refused as exc:
+            except Refused as exc:
                 auth_failure = exc.auth
                 self._report_failure(str(exc))
             except (OSError, ConnectionError, TimeoutError) as exc:
@@ -313,15 +285,16 @@ class MqttLink:
             await asyncio.sleep(delay)
 
     def _backoff(self, tries: int, auth_failure: bool) -> float:
-        cap = self._backoff_max_s
-        delay = cap if auth_failure else min(cap, self._backoff_base_s * BACKOFF_FACTOR**tries)
-        return delay / 2 + random.uniform(0, delay / 2)
+        return backoff_delay(tries, auth_failure, self._backoff_base_s, self._backoff_max_s)
 
     def _report_failure(self, message: str) -> None:
         self._last_error = message
         level = logging.WARNING if self._failures == 0 else logging.DEBUG
         _LOGGER.log(level, "mqtt %s:%d: %s", self._mqtt.host, self._mqtt.port, message)
         self._failures += 1
+
+    def _set_error(self, message: str) -> None:
+        self._last_error = message
 
     def _set_state(self, new: LinkState) -> None:
         if new is not self._link_state:
@@ -331,14 +304,24 @@ class MqttLink:
     async def _session(self) -> float:
         """One connection: connect, serve until lost; how long it was up (raises if never)."""
         loop = asyncio.get_running_loop()
-        conn = _Connection(loop)
+        conn = Connection(loop)
         self._set_state(LinkState.CONNECTING)
         will = self._state_payload(online=False, reason="connection_lost", full=False)
-        opening = loop.run_in_executor(None, self._open_client, conn, will)
+        opening = loop.run_in_executor(
+            None,
+            lambda: open_client(
+                self._cfg,
+                self.client_id,
+                conn,
+                will_topic=self.state_topic,
+                will=will,
+                bind=self._bind_callbacks,
+            ),
+        )
         try:
             client = await asyncio.shield(opening)
         except asyncio.CancelledError:
-            opening.add_done_callback(_abandon_client)
+            opening.add_done_callback(abandon_client)
             self._set_state(LinkState.DISCONNECTED)
             raise
         except BaseException:
@@ -356,14 +339,17 @@ class MqttLink:
             if conn.connack.done():
                 session_present, code, name = conn.connack.result()
                 if code >= 0x80:
-                    raise _Refused(code, name)
+                    raise Refused(code, name)
             elif conn.closed.done():
                 raise ConnectionError(f"closed before CONNACK: {conn.closed.result()}")
             else:
                 raise TimeoutError(f"no CONNACK within {CONNACK_TIMEOUT_S:.0f} s")
             self._on_connected(conn, session_present)
             up_since = time.monotonic()
-            drain = asyncio.create_task(self._drain(conn), name="shelfedge-mqtt-drain")
+            assert self._wake is not None
+            drain = asyncio.create_task(
+                self._drain.run(conn, self._wake, self._publish), name="shelfedge-mqtt-drain"
+            )
             try:
                 await asyncio.wait((conn.closed, drain), return_when=asyncio.FIRST_COMPLETED)
             except asyncio.CancelledError:
@@ -378,41 +364,7 @@ class MqttLink:
         finally:
             await self._end_session(conn, client, drain)
 
-    def _open_client(self, conn: _Connection, will: bytes) -> paho.Client:
-        """Worker thread: build the paho client (TLS files are read here) and connect."""
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        m = self._mqtt
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-            reconnect_on_failure=False,  # reconnecting is this module's job (backoff, state)
-        )
-        client.connect_timeout = CONNECT_TIMEOUT_S
-        if m.username is not None:
-            client.username_pw_set(m.username, m.secret())
-        if m.tls is not None:
-            client.tls_set(
-                ca_certs=str(m.tls.ca),
-                certfile=None if m.tls.cert is None else str(m.tls.cert),
-                keyfile=None if m.tls.key is None else str(m.tls.key),
-            )
-        client.will_set(self.state_topic, will, qos=1, retain=True)
-        self._bind_callbacks(client, conn)
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        # The broker drops anything far above our bounds before it reaches us; a command a
-        # little over the bound still arrives and is acked ``too_large``.
-        props.MaximumPacketSize = 2 * self._cfg.commands.max_payload_bytes + 4096
-        conn.client = client
-        client.connect(m.host, m.port, m.keepalive_s, clean_start=False, properties=props)
-        return client
-
-    def _bind_callbacks(self, client: paho.Client, conn: _Connection) -> None:
+    def _bind_callbacks(self, client: paho.Client, conn: Connection) -> None:
         """paho callbacks run on paho's thread: they only hand over to the loop."""
 
         def on_connect(_c: Any, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
@@ -449,7 +401,7 @@ class MqttLink:
         client.on_message = on_message
 
     async def _end_session(
-        self, conn: _Connection, client: paho.Client, drain: asyncio.Task[None] | None
+        self, conn: Connection, client: paho.Client, drain: asyncio.Task[None] | None
     ) -> None:
         self._conn = None
         if conn.connected:
@@ -470,9 +422,9 @@ class MqttLink:
         if not conn.closed.done():
             client.disconnect()
         await asyncio.to_thread(client.loop_stop)
-        await self._flush_acked()
+        await self._drain.flush_acked()
 
-    def _on_connected(self, conn: _Connection, session_present: bool) -> None:
+    def _on_connected(self, conn: Connection, session_present: bool) -> None:
         conn.connected = True
         self._connects += 1
         self._next_attempt_at = None
@@ -494,7 +446,7 @@ class MqttLink:
         if self._wake is not None:
             self._wake.set()
 
-    async def _goodbye(self, conn: _Connection) -> None:
+    async def _goodbye(self, conn: Connection) -> None:
         """Clean shutdown: retained offline state, wait for its PUBACK, then DISCONNECT."""
         payload = self._state_payload(online=False, reason="shutdown", full=True)
         mid = self._publish(conn, self.state_topic, payload, retain=True)
@@ -526,20 +478,20 @@ class MqttLink:
         except RuntimeError:
             return False
 
-    def _on_connack(self, conn: _Connection, session_present: bool, rc: Any) -> None:
+    def _on_connack(self, conn: Connection, session_present: bool, rc: Any) -> None:
         if not conn.connack.done():
             conn.connack.set_result((session_present, int(rc.value), str(rc)))
 
-    def _on_closed(self, conn: _Connection, reason: str) -> None:
+    def _on_closed(self, conn: Connection, reason: str) -> None:
         if not conn.closed.done():
             conn.closed.set_result(reason)
 
-    def _on_puback(self, conn: _Connection, mid: int, code: int, name: str) -> None:
+    def _on_puback(self, conn: Connection, mid: int, code: int, name: str) -> None:
         ok = code < 0x80
         seq = conn.rows.pop(mid, None)
         if seq is not None:
             if ok:
-                self._acked.append(seq)
+                self._drain.acked.append(seq)
                 if self._wake is not None:
                     self._wake.set()
             else:
@@ -561,7 +513,7 @@ class MqttLink:
         if not ok:
             _LOGGER.warning("mqtt: broker refused a publish (mid %d): %s", mid, name)
 
-    def _on_suback(self, conn: _Connection, codes: list[tuple[int, str]]) -> None:
+    def _on_suback(self, conn: Connection, codes: list[tuple[int, str]]) -> None:
         conn.subacks += 1
         conn.sub_refused = conn.sub_refused or any(code >= 0x80 for code, _ in codes)
         expected = len(self.router.subscriptions())
@@ -575,7 +527,7 @@ class MqttLink:
 
     def _publish(
         self,
-        conn: _Connection,
+        conn: Connection,
         topic: str,
         payload: bytes,
         *,
@@ -607,61 +559,10 @@ class MqttLink:
             state["reason"] = reason
         return json.dumps(state, separators=(",", ":"), default=str).encode()
 
-    def _publish_state(self, conn: _Connection) -> None:
+    def _publish_state(self, conn: Connection) -> None:
         payload = self._state_payload(online=True, reason=None, full=True)
         if self._publish(conn, self.state_topic, payload, retain=True) is not None:
             self._states_published += 1
-
-    def _row_properties(self, row: OutboxRow) -> Any:
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        props.UserProperty = [("id", row.id), ("seq", str(row.seq))]
-        if row.correlation is not None:
-            props.CorrelationData = row.correlation
-        return props
-
-    async def _drain(self, conn: _Connection) -> None:
-        """Publish undelivered outbox rows in seq order, at most INFLIGHT_WINDOW unacknowledged."""
-        wake = self._wake
-        assert wake is not None
-        while True:
-            await wake.wait()
-            wake.clear()
-            await self._flush_acked()
-            room = INFLIGHT_WINDOW - len(conn.rows)
-            if not conn.connected or room <= 0:
-                continue
-            try:
-                rows = await asyncio.to_thread(self._outbox.pending, room, after=conn.after)
-            except OutboxError as exc:
-                self._last_error = str(exc)
-                _LOGGER.error("mqtt: cannot read the outbox: %s", exc)
-                await asyncio.sleep(1.0)
-                wake.set()
-                continue
-            for row in rows:
-                topic = row.full_topic or f"{self.root}/{row.topic}"
-                mid = self._publish(conn, topic, row.payload, properties=self._row_properties(row))
-                if mid is None:
-                    return  # the connection is going down; the next one starts over
-                conn.rows[mid] = row.seq
-                conn.after = row.seq
-            if len(rows) == room:
-                wake.set()  # there may be more
-
-    async def _flush_acked(self) -> None:
-        if not self._acked:
-            return
-        seqs, self._acked = self._acked, []
-        self._published += len(seqs)
-        try:
-            await asyncio.to_thread(self._outbox.mark_delivered_many, seqs)
-        except OutboxError as exc:
-            # The rows stay and are sent again later: a duplicate, which consumers drop by id.
-            self._last_error = str(exc)
-            _LOGGER.error("mqtt: cannot delete %d delivered outbox row(s): %s", len(seqs), exc)
 
     # -- offers (RAM only) ----------------------------------------------------------------
 
@@ -671,14 +572,14 @@ class MqttLink:
             return
         self.offers.push([offer])
 
-    def _send_offer(self, conn: _Connection, offer: PendingOffer) -> bool:
+    def _send_offer(self, conn: Connection, offer: PendingOffer) -> bool:
         mid = self._publish(conn, self.offer_topic, offer.body)
         if mid is None:
             return False
         conn.offers[mid] = offer
         return True
 
-    def _flush_offers(self, conn: _Connection) -> None:
+    def _flush_offers(self, conn: Connection) -> None:
         self.offers.expire()
         while (offer := self.offers.pop()) is not None:
             if not self._send_offer(conn, offer):
@@ -689,13 +590,3 @@ class MqttLink:
         while True:
             await asyncio.sleep(OFFER_SWEEP_S)
             self.offers.expire()
-
-
-def _abandon_client(opening: asyncio.Future[paho.Client]) -> None:
-    """A connect finished after its session was cancelled: close that connection cleanly."""
-    if opening.cancelled() or opening.exception() is not None:
-        return
-    try:
-        opening.result().disconnect()
-    except Exception:  # best effort on the way out
-        _LOGGER.debug("mqtt: closing an abandoned connection failed", exc_info=True)
