@@ -208,7 +208,8 @@ class CommandProcessor:
                 return result
             case "update_model":
                 result = await self._service.dispatch("install_model", args, strict=True)
-                self._store.set_version(name, int(args["version"]))
+                if result.get("model_id") is not None:  # the last piece: the model is in
+                    self._store.set_version(name, int(args["version"]))
                 return result
             case "status":
                 return await self._service.dispatch("status", args, strict=True, published=True)

@@ -45,6 +45,7 @@ RESTART_SECTIONS = (
     "model",
 )
 LIVE_SECTIONS = ("policy", "campaigns", "display")
+MAX_CHUNKS = 256
 _STRICT_ARGS = ConfigDict(extra="forbid")
 
 
@@ -139,11 +140,19 @@ class UpdateModel:
 @with_config(_STRICT_ARGS)
 @dataclass(frozen=True, slots=True)
 class InstallModel:
-    """A new model in the command itself: the .tflite as base64 and its card."""
+    """A new model in the command itself: the .tflite as base64 and its card.
+
+    A model larger than one command is sent as ``chunks`` commands (``index`` 0..chunks-1, the
+    same ``version``, ``card`` and ``sha256`` of the whole file); it is installed when the last
+    piece arrives and the reassembled file matches ``sha256``.
+    """
 
     version: int
     model_b64: str
     card: dict[str, Any]
+    sha256: str | None = None
+    index: int = 0
+    chunks: int = 1
 
 
 @with_config(_STRICT_ARGS)
@@ -182,9 +191,11 @@ class ForgetResult:
 
 @dataclass(frozen=True, slots=True)
 class ModelResult:
-    """The model in use after ``update_model``."""
+    """The model in use after ``update_model`` (None while a chunked upload is incomplete)."""
 
-    model_id: str
+    model_id: str | None
+    received: int = 1
+    chunks: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +238,8 @@ class DeviceService:
         self._screen = screen
         self._mono = monotonic
         self._campaigns_version = 0
+        self._upload_key: tuple[int, str, int] | None = None
+        self._upload: list[bytes | None] = []
         self.pending_restart: list[str] = []
 
     @property
@@ -393,17 +406,33 @@ class DeviceService:
         """Verify and swap in a model sent in the command; the old one stays if rejected."""
         import base64
         import binascii
+        import hashlib
 
         try:
-            data = base64.b64decode(args.model_b64, validate=True)
+            piece = base64.b64decode(args.model_b64, validate=True)
         except (ValueError, binascii.Error) as exc:
             raise CommandRejected("bad_args", "model_b64 is not base64") from exc
+        if not (1 <= args.chunks <= MAX_CHUNKS and 0 <= args.index < args.chunks):
+            raise CommandRejected("bad_args", f"need 0 <= index < chunks <= {MAX_CHUNKS}")
+        if args.chunks > 1 and args.sha256 is None:
+            raise CommandRejected("bad_args", "a chunked model needs the sha256 of the whole file")
+        key = (args.version, args.sha256 or "", args.chunks)
+        if self._upload_key != key:  # a new upload replaces an unfinished one
+            self._upload_key, self._upload = key, [None] * args.chunks
+        self._upload[args.index] = piece
+        received = sum(p is not None for p in self._upload)
+        if received < args.chunks:
+            return ModelResult(None, received, args.chunks)
+        data = b"".join(p for p in self._upload if p is not None)
+        self._upload_key, self._upload = None, []
+        if args.sha256 is not None and hashlib.sha256(data).hexdigest() != args.sha256:
+            raise CommandRejected("model_rejected", "reassembled model does not match sha256")
         try:
             model_id = await self._model.install(data, args.card)
         except ModelError as exc:
             raise CommandRejected("model_rejected", str(exc)) from exc
         self._state.config_changed(self._cfg)
-        return ModelResult(model_id)
+        return ModelResult(model_id, args.chunks, args.chunks)
 
     async def screenshot(self, args: Screenshot) -> ScreenshotResult:
         """Write the current screen as PNG."""

@@ -56,10 +56,31 @@ def _cmd_send(args: argparse.Namespace) -> int:
         print(f"shelfedge fleet send: cannot load key {args.key}: {exc}", file=sys.stderr)
         return EXIT_INVALID
     target = Target(args.host, args.port, args.site, None if args.all else args.device)
-    try:
-        env, acks = send(
-            target, key, args.kid, args.name, cmd_args, timeout_s=args.timeout, expect=args.expect
+    batches = [cmd_args]
+    if args.model:
+        from .model_upload import model_update_args
+
+        if args.name != "update_model" or not args.card or "version" not in cmd_args:
+            print(
+                "shelfedge fleet send: --model needs update_model, --card and "
+                "--args '{\"version\": N}'",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        card = json.loads(Path(args.card).read_text())
+        batches = model_update_args(
+            Path(args.model).read_bytes(),
+            card,
+            int(cmd_args["version"]),
+            chunk_bytes=args.chunk_bytes,
         )
+    try:
+        for batch in batches:  # chunks go one at a time: each waits for its ack
+            env, acks = send(
+                target, key, args.kid, args.name, batch, timeout_s=args.timeout, expect=args.expect
+            )
+            if not acks or any(a.get("status") != "ok" for a in acks):
+                break
     except OSError as exc:
         print(f"shelfedge fleet send: broker {args.host}:{args.port}: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -110,4 +131,7 @@ def add_parser(sub: Any) -> None:
     send.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for acks")
     send.add_argument("--expect", type=int, help="with --all: acks to wait for")
     send.add_argument("--json", action="store_true", help="machine-readable output")
+    send.add_argument("--model", help="update_model: the .tflite file to upload (chunked)")
+    send.add_argument("--card", help="update_model: the model's card (JSON)")
+    send.add_argument("--chunk-bytes", type=int, default=24 * 1024, help="update_model chunk size")
     send.set_defaults(func=_cmd_send)

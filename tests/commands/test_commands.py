@@ -348,3 +348,33 @@ async def test_oversized_payloads_never_stall_the_loop(app: Application, central
         await tick
     assert max(gaps) < 0.1, f"the event loop stalled for {max(gaps) * 1000:.0f} ms"
     assert app.link is not None and app.link.health()["commands"]["received"] == 2
+
+
+@pytest.mark.timeout(120)
+async def test_chunked_model_upload(cfg: AppConfig, central: Central) -> None:
+    from edge.fleet.model_upload import model_update_args
+
+    with_model = Features(display=False, mqtt=True, model=True, autotick=True, control=False)
+    app = Application(cfg, features=with_model)
+    await app.start()
+    try:
+        await until(lambda: app.link is not None and app.link.health()["sightings"]["subscribed"])
+        model = (MODELS / "coupon.tflite").read_bytes()
+        card = json.loads((MODELS / "coupon.card.json").read_text())
+        card["model_version"] = "7.0.0"
+        parts = model_update_args(model, card, 1, chunk_bytes=2500)  # 6,000 bytes → 3 chunks
+        assert len(parts) == 3
+        # a corrupted piece: the reassembled file does not match the announced sha256
+        bad = [dict(p) for p in parts]
+        bad[1]["model_b64"] = base64.b64encode(b"\x00" * 2500).decode()
+        acks = [await central.send("update_model", central.envelope(p)) for p in bad]
+        assert [a["status"] for a in acks] == ["ok", "ok", "error"]
+        assert acks[0]["result"] == {"model_id": None, "received": 1, "chunks": 3}
+        assert not app.model.model_id or not app.model.model_id.startswith("coupon-7.0.0")
+        parts = model_update_args(model, card, 2, chunk_bytes=2500)
+        acks = [await central.send("update_model", central.envelope(p)) for p in parts]
+        assert [a["status"] for a in acks] == ["ok", "ok", "ok"]
+        assert acks[-1]["result"]["model_id"].startswith("coupon-7.0.0+")
+        assert app.model.model_id == acks[-1]["result"]["model_id"]
+    finally:
+        await app.stop()

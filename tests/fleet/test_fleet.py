@@ -62,6 +62,18 @@ def test_keygen_then_send_status_to_a_running_daemon(tmp_path: Path, mosquitto: 
         assert ack["status"] == "ok" and ack["result"]["device"] == device
         table = _shelfedge("fleet", "send", "status", "--device", device, *common)
         assert table.returncode == 0 and "ok" in table.stdout
+        card = json.loads((ROOT / "edge/decide/models/coupon.card.json").read_text())
+        card["model_version"] = "8.0.0"
+        card_file = tmp_path / "card.json"
+        card_file.write_text(json.dumps(card))
+        model = str(ROOT / "edge/decide/models/coupon.tflite")
+        up = _shelfedge(
+            "fleet", "send", "update_model", "--device", device, "--model", model,
+            "--card", str(card_file), "--args", '{"version": 1}', "--chunk-bytes", "2500",
+            "--json", *common,
+        )  # fmt: skip
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert json.loads(up.stdout)["acks"][0]["result"]["model_id"].startswith("coupon-8.0.0")
         bad = _shelfedge(
             "fleet", "send", "set_keys", "--device", device, "--args", '{"version": "x"}', *common
         )
