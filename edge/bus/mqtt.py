@@ -1,21 +1,18 @@
-"""The MQTT uplink: one owned, supervised connection to the store broker (paho-mqtt 2.x, MQTT 5).
-``MqttLink.run`` owns the link for the daemon's lifetime: it connects with a Last Will (retained
-``state`` with ``online: false``), publishes the retained ``state`` on every connect, subscribes
-to the site's app ``sightings`` and hands each payload to the daemon on the event loop thread,
-drains the on-disk outbox in ``seq`` order at QoS 1 deleting a row only after its PUBACK,
-publishes offers from RAM only (a bounded queue while offline, expired offers dropped and
-counted), and reconnects with capped exponential backoff and jitter. paho's own network thread
-does the socket I/O; every paho callback is marshalled onto the asyncio loop, so all link state
-lives on one thread and nothing blocks the loop. Each connection attempt gets a fresh paho
-client: paho's in-memory resend queue never spans connections, so what is redelivered after a
-reconnect is decided here (outbox rows, unexpired offers), never twice by two layers. Payloads
-are never logged (offers carry tokens); log lines name topics and sizes only.
+"""The MQTT uplink: what the device publishes and receives over its one broker session.
+
+``MqttLink.run`` owns the link for the daemon's lifetime. Over the ``Session`` (connection,
+Last Will, backoff: ``edge/bus/session.py``) it publishes the retained ``state`` on every
+connect (``online: false`` as the Last Will and on a clean stop), drains the on-disk outbox in
+``seq`` order at QoS 1 deleting a row only after its PUBACK (``edge/bus/drain.py``), publishes
+offers from RAM only (``edge/bus/offers.py``: bounded while offline, expired offers dropped and
+counted), and subscribes every filter of its ``Router`` (``edge/bus/router.py``), which hands
+received messages to their handlers on the event loop. All link state lives on the loop
+thread. Payloads are never logged (offers carry tokens); log lines name topics and sizes only.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -26,49 +23,31 @@ from edge.bus.drain import OutboxDrain
 from edge.bus.offers import OfferQueue, PendingOffer
 from edge.bus.outbox import Outbox
 from edge.bus.router import Inbound, Router
-from edge.bus.session import (
-    Connection,
-    LinkState,
-    Refused,
-    abandon_client,
-    backoff_delay,
-    open_client,
-)
+from edge.bus.session import Connection, LinkState, Session
 from edge.privacy.holders import Holding
 
 if TYPE_CHECKING:
-    import paho.mqtt.client as paho
-
     from edge.config.models import AppConfig
 
 _LOGGER = logging.getLogger(__name__)
 
 TOPIC_ROOT = "shelfedge/v1"
-SESSION_EXPIRY_S = 7 * 24 * 3600  # commands queued by the broker survive a long weekend offline
-CONNECT_TIMEOUT_S = 10.0  # TCP + TLS handshake
-CONNACK_TIMEOUT_S = 15.0
 GOODBYE_TIMEOUT_S = 2.0  # wait for the PUBACK of the final offline state
-INFLIGHT_WINDOW = 10  # outbox rows published but not yet acknowledged, per connection
-COMMANDS_PENDING_MAX = 64
 OFFER_SWEEP_S = 1.0
 INBOX_MAX = 1_000  # app sighting messages waiting for the event loop
 COMMANDS_PENDING_MAX = 64
-BACKOFF_FACTOR = 1.8
-BACKOFF_MAX_TRIES = 16  # caps the exponent; the delay is capped by backoff_max_s anyway
-STABLE_CONNECTION_S = 30.0  # only a connection that lasted this long resets the backoff
-
-# CONNACK reason codes that no retry can fix without a config change: wait the longest.
-_AUTH_FAILURES = frozenset({0x85, 0x86, 0x87, 0x8A, 0x8C})
 
 
 class MqttLink:
     """The device's MQTT link; ``run()`` is its one owned loop (see the module docstring).
 
     ``state`` returns the device state (published retained on ``state``); ``on_sightings``
-    receives each raw app-sightings payload on the event loop thread. ``clock`` is the wall
-    clock that offers' ``expires_at`` refers to; ``backoff_base_s``/``backoff_max_s`` shape the
-    reconnect delay ``min(max, base * 1.8**tries)`` (half of it random jitter).
+    receives each raw app-sightings payload and ``on_command`` each command message on the
+    event loop thread. ``clock`` is the wall clock that offers' ``expires_at`` refers to;
+    ``backoff_base_s``/``backoff_max_s`` shape the reconnect delay.
     """
+
+    holder_name = "bus.offers"
 
     def __init__(
         self,
@@ -84,21 +63,39 @@ class MqttLink:
         backoff_max_s: float = 60.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._mono = monotonic
         self._cfg = cfg
         self._mqtt = cfg.mqtt
-        self._outbox = outbox
         self._state_fn = state
         self._clock = clock
-        self._backoff_base_s = backoff_base_s
-        self._backoff_max_s = max(backoff_base_s, backoff_max_s)
-        self.client_id = cfg.mqtt.client_id or f"shelfedge-{cfg.site}-{cfg.device}"
+        self._mono = monotonic
+        client_id = cfg.mqtt.client_id or f"shelfedge-{cfg.site}-{cfg.device}"
         self.root = f"{TOPIC_ROOT}/{cfg.site}/{cfg.device}"
         self.state_topic = f"{self.root}/state"
         self.offer_topic = f"{self.root}/offer"
         self.sightings_topic = f"{TOPIC_ROOT}/{cfg.site}/sightings"
         self.router = router or Router()
-        limit = cfg.commands.max_payload_bytes
+        self._subscribe_defaults(on_sightings, on_command)
+        self.session = Session(
+            cfg,
+            client_id,
+            self,
+            backoff_base_s=backoff_base_s,
+            backoff_max_s=backoff_max_s,
+        )
+        self.client_id = client_id
+        self._wake: asyncio.Event | None = None
+        self._drain = OutboxDrain(outbox, self.root, self._set_error)
+        self.offers = OfferQueue(clock=clock, retention_s=cfg.privacy.raw_retention_s)
+        self._states_published = 0
+        self._offers_published = 0
+        self._offers_refused = 0
+
+    def _subscribe_defaults(
+        self,
+        on_sightings: Callable[[bytes], None] | None,
+        on_command: Callable[[Inbound], None] | None,
+    ) -> None:
+        limit = self._cfg.commands.max_payload_bytes
         if on_sightings is not None:
             # QoS 0 on purpose: with a persistent session the broker would queue QoS 1 app
             # sightings (raw signals) for this device while it is offline.
@@ -112,7 +109,7 @@ class MqttLink:
             )
         if on_command is not None:
             # Commands are not raw data and carry their own expiry: QoS 1, queued while away.
-            for prefix in (f"{self.root}/cmd/", f"{TOPIC_ROOT}/{cfg.site}/all/cmd/"):
+            for prefix in (f"{self.root}/cmd/", f"{TOPIC_ROOT}/{self._cfg.site}/all/cmd/"):
                 self.router.subscribe(
                     prefix + "+",
                     on_command,
@@ -122,61 +119,50 @@ class MqttLink:
                     max_pending=COMMANDS_PENDING_MAX,
                 )
 
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
-        self._conn: Connection | None = None
-        self._link_state = LinkState.DISCONNECTED
-        self._drain = OutboxDrain(outbox, self.root, self._set_error)
-        self.offers = OfferQueue(clock=clock, retention_s=cfg.privacy.raw_retention_s)
-
-        self._connects = 0
-        self._disconnects = 0
-        self._failures = 0  # consecutive failed attempts since the last connect
-        self._states_published = 0
-        self._offers_published = 0
-        self._offers_refused = 0
-        self._last_error: str | None = None
-        self._next_attempt_at: float | None = None
-
     # -- public API ---------------------------------------------------------------------
 
     @property
     def online(self) -> bool:
         """True while connected to the broker (CONNACK received, not yet lost)."""
-        return self._link_state is LinkState.CONNECTED
+        return self.session.state is LinkState.CONNECTED
 
     @property
     def link_state(self) -> LinkState:
         """The link's current state."""
-        return self._link_state
+        return self.session.state
+
+    @property
+    def _conn(self) -> Connection | None:
+        return self.session.conn
+
+    def _backoff(self, tries: int, auth_failure: bool) -> float:
+        return self.session.backoff(tries, auth_failure)
 
     async def run(self) -> None:
         """Own the link until cancelled; cancellation says goodbye (offline state) cleanly."""
-        if self._loop is not None:
+        if self._wake is not None:
             raise RuntimeError("MqttLink.run() is already running")
-        self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self.router.attach(self._call_soon)
+        self.session.loop = asyncio.get_running_loop()
+        self.router.attach(self.session.call_soon)
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._connection_loop(), name="shelfedge-mqtt-link")
+                tg.create_task(self.session.run(), name="shelfedge-mqtt-link")
                 tg.create_task(self._offer_sweep_loop(), name="shelfedge-mqtt-offers")
         finally:
-            self._set_state(LinkState.DISCONNECTED)
             self.router.attach(None)
-            self._loop = None
             self._wake = None
 
     def notify_outbox(self) -> None:
         """Wake the outbox drain after a ``put`` (callable from any thread)."""
         wake = self._wake
         if wake is not None:
-            self._call_soon(wake.set)
+            self.session.call_soon(wake.set)
 
     def publish_state(self) -> None:
         """Re-publish the retained ``state`` now (callable from any thread; no-op offline)."""
-        if not self._on_loop():
-            self._call_soon(self.publish_state)
+        if not self.session.on_loop():
+            self.session.call_soon(self.publish_state)
             return
         conn = self._conn
         if conn is not None and conn.connected:
@@ -198,24 +184,25 @@ class MqttLink:
             bytes.fromhex(str(payload.get("token", ""))),
             self._mono(),
         )
-        if self._loop is not None and not self._on_loop():
-            self._call_soon(self._accept_offer, offer)
+        if self.session.loop is not None and not self.session.on_loop():
+            self.session.call_soon(self._accept_offer, offer)
         else:
             self._accept_offer(offer)
         return True
 
     def health(self) -> dict[str, Any]:
         """Counters and state for the device state (never payloads)."""
-        conn = self._conn
+        s = self.session
+        conn = s.conn
         next_in = None
-        if self._next_attempt_at is not None and self._link_state is LinkState.DISCONNECTED:
-            next_in = round(max(0.0, self._next_attempt_at - time.monotonic()), 1)
+        if s.next_attempt_at is not None and s.state is LinkState.DISCONNECTED:
+            next_in = round(max(0.0, s.next_attempt_at - time.monotonic()), 1)
         return {
-            "state": self._link_state.value,
+            "state": s.state.value,
             "broker": f"{self._mqtt.host}:{self._mqtt.port}",
-            "connects": self._connects,
-            "disconnects": self._disconnects,
-            "failed_attempts": self._failures,
+            "connects": s.connects,
+            "disconnects": s.disconnects,
+            "failed_attempts": s.failures,
             "next_attempt_in_s": next_in,
             "published": self._drain.published,
             "inflight": 0 if conn is None else len(conn.rows),
@@ -232,16 +219,10 @@ class MqttLink:
                 "other_topics": self.router.unrouted,
             },
             "commands": self.router.stats("commands"),
-            "last_error": self._last_error,
+            "last_error": s.last_error,
         }
 
-    # -- RawHolder: offers (tokens) and app sightings waiting in RAM --------------------
-
-    holder_name = "bus.offers"
-
-    def _held_offers(self) -> list[PendingOffer]:
-        conn = self._conn
-        return [*self.offers, *(() if conn is None else conn.offers.values())]
+    # -- RawHolder: offers (tokens) and inbound messages waiting in RAM ------------------
 
     def purge(self, mono_now: float) -> None:
         """Drop queued offers older than the raw retention (they carry a token)."""
@@ -253,191 +234,21 @@ class MqttLink:
 
     def held(self, mono_now: float) -> Holding:
         """Offers waiting or in flight, plus inbound messages not yet handed to the loop."""
-        offers = self._held_offers()
+        conn = self._conn
+        offers = [*self.offers, *(() if conn is None else conn.offers.values())]
         oldest = min((o.made_mono for o in offers), default=mono_now)
         return Holding(len(offers) + self.router.held(), max(0.0, mono_now - oldest))
 
-    # -- connection supervision ---------------------------------------------------------
+    # -- SessionHandler -------------------------------------------------------------------
 
-    async def _connection_loop(self) -> None:
-        tries = 0
-        while True:
-            auth_failure = False
-            lasted: float | None = None
-            try:
-                lasted = await self._session()
-            except Refused as exc:
-                auth_failure = exc.auth
-                self._report_failure(str(exc))
-            except (OSError, ConnectionError, TimeoutError) as exc:
-                self._report_failure(f"{type(exc).__name__}: {exc}")
-            except Exception as exc:  # a bug, not the network: log it loudly, keep the link alive
-                _LOGGER.error("mqtt: unexpected error in the link", exc_info=True)
-                self._last_error = f"{type(exc).__name__}: {exc}"
-            # A link that connects and is dropped at once (e.g. another device with the same
-            # client id) keeps backing off instead of hammering the broker.
-            if lasted is not None and lasted >= STABLE_CONNECTION_S:
-                tries = 0
-            delay = self._backoff(tries, auth_failure)
-            tries = min(tries + 1, BACKOFF_MAX_TRIES)
-            self._next_attempt_at = time.monotonic() + delay
-            _LOGGER.debug("mqtt: next connection attempt in %.1f s", delay)
-            await asyncio.sleep(delay)
-
-    def _backoff(self, tries: int, auth_failure: bool) -> float:
-        return backoff_delay(tries, auth_failure, self._backoff_base_s, self._backoff_max_s)
-
-    def _report_failure(self, message: str) -> None:
-        self._last_error = message
-        level = logging.WARNING if self._failures == 0 else logging.DEBUG
-        _LOGGER.log(level, "mqtt %s:%d: %s", self._mqtt.host, self._mqtt.port, message)
-        self._failures += 1
-
-    def _set_error(self, message: str) -> None:
-        self._last_error = message
-
-    def _set_state(self, new: LinkState) -> None:
-        if new is not self._link_state:
-            _LOGGER.debug("mqtt link %s → %s", self._link_state.value, new.value)
-            self._link_state = new
-
-    async def _session(self) -> float:
-        """One connection: connect, serve until lost; how long it was up (raises if never)."""
-        loop = asyncio.get_running_loop()
-        conn = Connection(loop)
-        self._set_state(LinkState.CONNECTING)
-        will = self._state_payload(online=False, reason="connection_lost", full=False)
-        opening = loop.run_in_executor(
-            None,
-            lambda: open_client(
-                self._cfg,
-                self.client_id,
-                conn,
-                will_topic=self.state_topic,
-                will=will,
-                bind=self._bind_callbacks,
-            ),
+    def will(self) -> tuple[str, bytes]:
+        """The Last Will: the retained state, offline."""
+        return self.state_topic, self._state_payload(
+            online=False, reason="connection_lost", full=False
         )
-        try:
-            client = await asyncio.shield(opening)
-        except asyncio.CancelledError:
-            opening.add_done_callback(abandon_client)
-            self._set_state(LinkState.DISCONNECTED)
-            raise
-        except BaseException:
-            self._set_state(LinkState.DISCONNECTED)
-            raise
-        self._conn = conn
-        drain: asyncio.Task[None] | None = None
-        try:
-            client.loop_start()
-            await asyncio.wait(
-                (conn.connack, conn.closed),
-                timeout=CONNACK_TIMEOUT_S,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if conn.connack.done():
-                session_present, code, name = conn.connack.result()
-                if code >= 0x80:
-                    raise Refused(code, name)
-            elif conn.closed.done():
-                raise ConnectionError(f"closed before CONNACK: {conn.closed.result()}")
-            else:
-                raise TimeoutError(f"no CONNACK within {CONNACK_TIMEOUT_S:.0f} s")
-            self._on_connected(conn, session_present)
-            up_since = time.monotonic()
-            assert self._wake is not None
-            drain = asyncio.create_task(
-                self._drain.run(conn, self._wake, self._publish), name="shelfedge-mqtt-drain"
-            )
-            try:
-                await asyncio.wait((conn.closed, drain), return_when=asyncio.FIRST_COMPLETED)
-            except asyncio.CancelledError:
-                if not conn.closed.done():
-                    await self._goodbye(conn)
-                raise
-            if drain.done() and not drain.cancelled() and drain.exception() is not None:
-                raise RuntimeError("outbox drain failed") from drain.exception()
-            reason = conn.closed.result() if conn.closed.done() else "drain stopped"
-            self._report_failure(f"connection lost: {reason}")
-            return time.monotonic() - up_since
-        finally:
-            await self._end_session(conn, client, drain)
 
-    def _bind_callbacks(self, client: paho.Client, conn: Connection) -> None:
-        """paho callbacks run on paho's thread: they only hand over to the loop."""
-
-        def on_connect(_c: Any, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
-            self._call_soon(self._on_connack, conn, bool(flags.session_present), rc)
-
-        def on_disconnect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-            self._call_soon(self._on_closed, conn, str(rc))
-
-        def on_publish(_c: Any, _u: Any, mid: int, rc: Any, _p: Any) -> None:
-            self._call_soon(self._on_puback, conn, mid, int(rc.value), str(rc))
-
-        def on_subscribe(_c: Any, _u: Any, _mid: int, rcs: list[Any], _p: Any) -> None:
-            self._call_soon(self._on_suback, conn, [(int(rc.value), str(rc)) for rc in rcs])
-
-        def on_message(_c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
-            props = getattr(msg, "properties", None)
-            response = getattr(props, "ResponseTopic", None)
-            correlation = getattr(props, "CorrelationData", None)
-            user = getattr(props, "UserProperty", None) or ()
-            self.router.dispatch(
-                Inbound(
-                    msg.topic,
-                    bytes(msg.payload),
-                    response if isinstance(response, str) and response else None,
-                    bytes(correlation) if correlation else None,
-                    tuple((str(k), str(v)) for k, v in user),
-                )
-            )
-
-        client.on_connect = on_connect
-        client.on_disconnect = on_disconnect
-        client.on_publish = on_publish
-        client.on_subscribe = on_subscribe
-        client.on_message = on_message
-
-    async def _end_session(
-        self, conn: Connection, client: paho.Client, drain: asyncio.Task[None] | None
-    ) -> None:
-        self._conn = None
-        if conn.connected:
-            self._disconnects += 1
-        conn.connected = False
-        self._set_state(LinkState.DISCONNECTED)
-        if drain is not None:
-            drain.cancel()
-            await asyncio.gather(drain, return_exceptions=True)
-        # What was in flight and not acknowledged goes round again on the next connection:
-        # outbox rows are still in the outbox; offers go back to the front of the RAM queue.
-        self.offers.push(list(conn.offers.values()), front=True)
-        conn.offers.clear()
-        conn.rows.clear()
-        for waiter in conn.waiters.values():
-            if not waiter.done():
-                waiter.set_result(False)
-        if not conn.closed.done():
-            client.disconnect()
-        await asyncio.to_thread(client.loop_stop)
-        await self._drain.flush_acked()
-
-    def _on_connected(self, conn: Connection, session_present: bool) -> None:
-        conn.connected = True
-        self._connects += 1
-        self._next_attempt_at = None
-        self._set_state(LinkState.CONNECTED)
-        _LOGGER.info(
-            "mqtt connected to %s:%d as %s (session present: %s%s)",
-            self._mqtt.host,
-            self._mqtt.port,
-            self.client_id,
-            session_present,
-            f", after {self._failures} failure(s)" if self._failures else "",
-        )
-        self._failures = 0
+    def on_connected(self, conn: Connection, session_present: bool) -> None:
+        """Publish the state, subscribe every router filter, flush offers, wake the drain."""
         self._publish_state(conn)
         assert conn.client is not None
         for sub in self.router.subscriptions():
@@ -446,10 +257,15 @@ class MqttLink:
         if self._wake is not None:
             self._wake.set()
 
-    async def _goodbye(self, conn: Connection) -> None:
+    async def serve(self, conn: Connection) -> None:
+        """While connected: drain the outbox."""
+        assert self._wake is not None
+        await self._drain.run(conn, self._wake, self._publish)
+
+    async def goodbye(self, conn: Connection) -> None:
         """Clean shutdown: retained offline state, wait for its PUBACK, then DISCONNECT."""
         payload = self._state_payload(online=False, reason="shutdown", full=True)
-        mid = self._publish(conn, self.state_topic, payload, retain=True)
+        mid = conn.publish(self.state_topic, payload, retain=True)
         if mid is not None:
             waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             conn.waiters[mid] = waiter
@@ -463,31 +279,15 @@ class MqttLink:
         conn.client.disconnect()
         _LOGGER.info("mqtt disconnected from %s:%d", self._mqtt.host, self._mqtt.port)
 
-    # -- paho thread → loop thread --------------------------------------------------------
+    async def on_ended(self, conn: Connection) -> None:
+        """What was in flight goes round again: rows stay in the outbox, offers are requeued."""
+        self.offers.push(list(conn.offers.values()), front=True)
+        conn.offers.clear()
+        conn.rows.clear()
+        await self._drain.flush_acked()
 
-    def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
-            loop.call_soon_threadsafe(fn, *args)
-
-    def _on_loop(self) -> bool:
-        try:
-            return asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            return False
-
-    def _on_connack(self, conn: Connection, session_present: bool, rc: Any) -> None:
-        if not conn.connack.done():
-            conn.connack.set_result((session_present, int(rc.value), str(rc)))
-
-    def _on_closed(self, conn: Connection, reason: str) -> None:
-        if not conn.closed.done():
-            conn.closed.set_result(reason)
-
-    def _on_puback(self, conn: Connection, mid: int, code: int, name: str) -> None:
-        ok = code < 0x80
+    def on_puback(self, conn: Connection, mid: int, ok: bool, name: str) -> None:
+        """Route a PUBACK to the outbox row, offer or waiter it belongs to."""
         seq = conn.rows.pop(mid, None)
         if seq is not None:
             if ok:
@@ -496,7 +296,7 @@ class MqttLink:
                     self._wake.set()
             else:
                 # Left in the outbox; retried on the next connection, not in a hot loop here.
-                self._last_error = f"broker refused outbox seq {seq}: {name}"
+                self._set_error(f"broker refused outbox seq {seq}: {name}")
                 _LOGGER.warning("mqtt: broker refused outbox seq %d: %s", seq, name)
             return
         offer = conn.offers.pop(mid, None)
@@ -513,17 +313,24 @@ class MqttLink:
         if not ok:
             _LOGGER.warning("mqtt: broker refused a publish (mid %d): %s", mid, name)
 
-    def _on_suback(self, conn: Connection, codes: list[tuple[int, str]]) -> None:
+    def on_suback(self, conn: Connection, codes: list[tuple[int, str]]) -> None:
+        """Count SUBACKs; ``subscribed`` once every router filter is granted."""
         conn.subacks += 1
         conn.sub_refused = conn.sub_refused or any(code >= 0x80 for code, _ in codes)
-        expected = len(self.router.subscriptions())
-        conn.subscribed = not conn.sub_refused and conn.subacks >= expected
+        conn.subscribed = not conn.sub_refused and conn.subacks >= len(self.router.subscriptions())
         for code, name in codes:
             if code >= 0x80:
-                self._last_error = f"a subscription was refused: {name}"
+                self._set_error(f"a subscription was refused: {name}")
                 _LOGGER.warning("mqtt: a subscription was refused: %s", name)
 
+    def on_message(self, msg: Inbound) -> None:
+        """paho's thread: hand to the router (bounds checked there, delivery on the loop)."""
+        self.router.dispatch(msg)
+
     # -- publishing (loop thread) ---------------------------------------------------------
+
+    def _set_error(self, message: str) -> None:
+        self.session.last_error = message
 
     def _publish(
         self,
@@ -534,18 +341,7 @@ class MqttLink:
         retain: bool = False,
         properties: Any = None,
     ) -> int | None:
-        """QoS 1 publish on the current connection; the mid, or None if it was not sent."""
-        from paho.mqtt.enums import MQTTErrorCode
-
-        client = conn.client
-        if client is None or not conn.connected:
-            return None
-        info = client.publish(topic, payload, qos=1, retain=retain, properties=properties)
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            _LOGGER.debug("mqtt: %s (%d bytes) not sent: rc=%s", topic, len(payload), info.rc)
-            return None
-        _LOGGER.debug("mqtt: sent %s (%d bytes, mid %d)", topic, len(payload), info.mid)
-        return int(info.mid)
+        return conn.publish(topic, payload, retain=retain, properties=properties)
 
     def _state_payload(self, *, online: bool, reason: str | None, full: bool) -> bytes:
         state: dict[str, Any] = {}
@@ -561,7 +357,7 @@ class MqttLink:
 
     def _publish_state(self, conn: Connection) -> None:
         payload = self._state_payload(online=True, reason=None, full=True)
-        if self._publish(conn, self.state_topic, payload, retain=True) is not None:
+        if conn.publish(self.state_topic, payload, retain=True) is not None:
             self._states_published += 1
 
     # -- offers (RAM only) ----------------------------------------------------------------
@@ -573,7 +369,7 @@ class MqttLink:
         self.offers.push([offer])
 
     def _send_offer(self, conn: Connection, offer: PendingOffer) -> bool:
-        mid = self._publish(conn, self.offer_topic, offer.body)
+        mid = conn.publish(self.offer_topic, offer.body)
         if mid is None:
             return False
         conn.offers[mid] = offer
