@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
+from edge import strict_json
 from edge.config.models import AppConfig
 from edge.errors import CommandRejected
 
@@ -63,15 +63,6 @@ class _Reject(Exception):
         super().__init__(message)
         self.code = code
         self.result = result
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
 
 
 @dataclass(slots=True)
@@ -137,7 +128,7 @@ class CommandProcessor:
         if len(payload) > self._cmd.max_payload_bytes:
             raise _Reject(AckCode.TOO_LARGE, f"over {self._cmd.max_payload_bytes} bytes")
         try:
-            data = json.loads(payload, object_pairs_hook=_no_duplicates)
+            data = strict_json.loads(payload)
         except (ValueError, RecursionError) as exc:
             raise _Reject(AckCode.BAD_JSON, "not a JSON object without duplicate keys") from exc
         if not isinstance(data, dict):

@@ -7,7 +7,6 @@ an opted-in phone, or a known reference beacon, is dropped here and only counted
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from edge import strict_json
 from edge.config.models import AltBeaconId, AppConfig, EddystoneUidId, IBeaconId
 from edge.errors import FrameError
 from edge.events import Advertisement, BeaconSighting, Sighting, SightingSource
@@ -59,22 +59,9 @@ class AppSighting(BaseModel):
     ts: float  # strict: a JSON number (int or float), never a string or a bool
 
 
-class DuplicateKeyError(ValueError):
-    """A JSON object names the same key twice (which value was meant is unknowable)."""
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise DuplicateKeyError("duplicate key in an app sighting")
-        out[key] = value
-    return out
-
-
 def parse_app_payload(payload: bytes | str) -> list[AppSighting]:
     """Strictly parse one app sighting or a batch (BRIEF §6); raises ValueError."""
-    data = json.loads(payload, object_pairs_hook=_no_duplicates)
+    data = strict_json.loads(payload)
     parsed = _APP_BATCH.validate_python(data, strict=True)
     return parsed if isinstance(parsed, list) else [parsed]
 
@@ -210,7 +197,7 @@ class Ingest:
         """
         try:
             items = parse_app_payload(payload)
-        except DuplicateKeyError:
+        except strict_json.DuplicateKeyError:
             self.counters.app_invalid += 1
             _LOGGER.debug("invalid app sighting message dropped (duplicate key)")
             return 0

@@ -79,13 +79,17 @@ async def test_fuzzed_envelopes_change_nothing(tmp_path: Path) -> None:
             first = await processor.handle(name, raw)  # applied once: its id is now seen
             assert first.status == "ok", first
             bases.append((name, env, raw))
-        before = (
-            app.state.published()["config_hash"],
-            app.keys.version,
-            app.keys.days,
-            app.engine.context,
-            len(app.cfg.campaigns),
-        )
+
+        def snapshot() -> tuple[Any, ...]:
+            return (
+                app.state.published()["config_hash"],
+                app.keys.version,
+                app.keys.days,
+                app.engine.context,
+                len(app.cfg.campaigns),
+            )
+
+        before = snapshot()
         codes: dict[str, int] = {}
         for _ in range(N):
             name, env, raw = rng.choice(bases)
@@ -93,14 +97,7 @@ async def test_fuzzed_envelopes_change_nothing(tmp_path: Path) -> None:
             ack = await processor.handle(target, _mutate(rng, env, raw))
             assert ack.status in ("rejected", "error", "ok")
             codes[ack.code] = codes.get(ack.code, 0) + 1
-        after = (
-            app.state.published()["config_hash"],
-            app.keys.version,
-            app.keys.days,
-            app.engine.context,
-            len(app.cfg.campaigns),
-        )
-        assert after == before
+        assert snapshot() == before
         assert sum(codes.values()) == N  # every message got exactly one ack
         # only non-state commands can succeed (a byte flip in whitespace keeps status valid
         # but its id was seen: replayed), so "ok" comes from status/forget at most
