@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_status(sub)
     from edge.fleet.cli import add_parser as add_fleet
+    from edge.ops.doctor import add_parser as add_doctor
+
+    add_doctor(sub)
 
     add_fleet(sub)
 
