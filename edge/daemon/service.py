@@ -253,6 +253,16 @@ class DeviceService:
         """The local status view: published state plus components and raw holdings."""
         return self._state.local(self._cfg, self.pending_restart)
 
+    async def running_config(self, _args: NoArgs = NoArgs()) -> dict[str, Any]:
+        """The running config (secrets removed) and the file it came from (technician tools)."""
+        data = self._cfg.model_dump(mode="json")
+        data["mqtt"].pop("password", None)
+        return {
+            "path": None if self._config_path is None else str(self._config_path),
+            "config": data,
+            "live_sections": list(LIVE_SECTIONS),
+        }
+
     # -- config -------------------------------------------------------------------------
 
     async def reload(self, _args: NoArgs = NoArgs()) -> ReloadResult:
@@ -451,6 +461,7 @@ class DeviceService:
         """Method name → (argument type, bound method)."""
         return {
             "status": (NoArgs, self.status),
+            "config": (NoArgs, self.running_config),
             "reload": (NoArgs, self.reload),
             "set_keys": (SetKeys, self.set_keys),
             "set_campaigns": (SetCampaigns, self.set_campaigns),

@@ -184,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate = csub.add_parser("validate", help="check a config file (exit 0 ok, 1 invalid)")
     validate.add_argument("path")
     validate.set_defaults(func=_cmd_config_validate)
+    from edge.ops.configtool import add_parsers as add_config_tools
+
+    add_config_tools(csub)
     schema = csub.add_parser("schema", help="print the config JSON Schema")
     schema.set_defaults(func=_cmd_config_schema)
     return parser
