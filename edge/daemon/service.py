@@ -52,6 +52,10 @@ _STRICT_ARGS = ConfigDict(extra="forbid")
 class Screen(Protocol):
     """What the service needs from the display component."""
 
+    def show_test_pattern(self, seconds: float) -> None:
+        """Technician test pattern."""
+        ...
+
     def show_message(self, text: str, seconds: float) -> None:
         """Priority message override."""
         ...
@@ -118,6 +122,14 @@ class DisplayMessage:
 
     text: str
     seconds: float = 60.0
+
+
+@with_config(_STRICT_ARGS)
+@dataclass(frozen=True, slots=True)
+class ShowTestPattern:
+    """Show the technician test pattern for ``seconds``."""
+
+    seconds: float = 30.0
 
 
 @with_config(_STRICT_ARGS)
@@ -329,14 +341,21 @@ class DeviceService:
         return self.apply_config(new)
 
     async def screenshot_png(self) -> dict[str, Any]:
-        """The current screen as base64 PNG (for the ``screenshot`` command's ack)."""
+        """The current screen as base64 PNG, within the command size bound (``screenshot``)."""
+        return await self._png(self._cfg.commands.max_payload_bytes * 3 // 4 - 1024)
+
+    async def snapshot_png(self, _args: NoArgs = NoArgs()) -> dict[str, Any]:
+        """The current screen as base64 PNG, any size (local socket: ``display snapshot``)."""
+        return await self._png(None)
+
+    async def _png(self, limit: int | None) -> dict[str, Any]:
         import base64
 
         path = self._cfg.state_dir / "screenshot.png"
         await self.screenshot(Screenshot(str(path)))
         data = path.read_bytes()
-        limit = self._cfg.commands.max_payload_bytes * 3 // 4 - 1024
-        if len(data) > limit:
+        path.unlink(missing_ok=True)
+        if limit is not None and len(data) > limit:
             raise CommandRejected("too_large", f"screenshot is {len(data)} bytes, over {limit}")
         return {"png_base64": base64.b64encode(data).decode(), "bytes": len(data)}
 
@@ -389,6 +408,14 @@ class DeviceService:
         if screen is None:
             raise CommandRejected("unavailable", "the display is not running")
         screen.show_message(args.text, args.seconds)
+        return Applied()
+
+    async def test_pattern(self, args: ShowTestPattern) -> Applied:
+        """Show the technician test pattern on the screen."""
+        screen = self._screen()
+        if screen is None:
+            raise CommandRejected("unavailable", "the display is not running")
+        screen.show_test_pattern(args.seconds)
         return Applied()
 
     async def forget(self, args: Forget) -> ForgetResult:
@@ -468,10 +495,12 @@ class DeviceService:
             "set_context": (SetContext, self.set_context),
             "set_config": (SetConfig, self.set_config),
             "display_message": (DisplayMessage, self.display_message),
+            "test_pattern": (ShowTestPattern, self.test_pattern),
             "forget": (Forget, self.forget),
             "update_model": (UpdateModel, self.update_model),
             "install_model": (InstallModel, self.install_model),
             "screenshot": (Screenshot, self.screenshot),
+            "snapshot_png": (NoArgs, self.snapshot_png),
         }
 
     async def dispatch(

@@ -73,6 +73,12 @@ class DisplayPart:
             raise DisplayError("display is not running")
         self._ctl.show_message(text, seconds)
 
+    def show_test_pattern(self, seconds: float) -> None:
+        """The technician test pattern for ``seconds``."""
+        if self._ctl is None:
+            raise DisplayError("display is not running")
+        self._ctl.show_test_pattern(seconds)
+
     async def snapshot(self, path: Path) -> Path:
         """Write the current frame as PNG (in a worker thread)."""
         ctl = self._ctl

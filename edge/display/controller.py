@@ -69,7 +69,12 @@ class _ShowMessage:
     seconds: float
 
 
-_Message = _ShowOffer | _SetOnline | _SetCampaigns | _ShowMessage
+@dataclass(frozen=True, slots=True)
+class _ShowTestPattern:
+    seconds: float
+
+
+_Message = _ShowOffer | _SetOnline | _SetCampaigns | _ShowMessage | _ShowTestPattern
 
 
 @dataclass(slots=True)
@@ -199,6 +204,10 @@ class DisplayController:
         """Override every scene with ``text`` for ``seconds`` (empty text or 0 s clears)."""
         self._post(_ShowMessage(str(text), float(seconds)))
 
+    def show_test_pattern(self, seconds: float) -> None:
+        """Colour bars, resolution and an "up" arrow over everything for ``seconds``."""
+        self._post(_ShowTestPattern(float(seconds)))
+
     def snapshot(self, path: Path, timeout: float = 5.0, *, raw: bool = False) -> Path:
         """Write the current frame as PNG to ``path`` and return it (blocks up to ``timeout``).
 
@@ -302,6 +311,7 @@ class DisplayController:
                 tz=tz,
                 store_name=self._cfg.store.name,
                 on_error=self._record_content_error,
+                rotation=d.rotation,
             )
             director = Director(
                 self._cfg.campaigns,
@@ -382,6 +392,8 @@ class DisplayController:
             director.set_campaigns(msg.campaigns)
         elif isinstance(msg, _ShowMessage):
             director.show_message(msg.text, msg.seconds, now_mono)
+        elif isinstance(msg, _ShowTestPattern):
+            director.show_test_pattern(msg.seconds, now_mono)
 
     def _take_snapshots(self) -> list[_SnapshotRequest] | None:
         if not self._snaps:

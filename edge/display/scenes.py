@@ -41,6 +41,17 @@ BAND_FG: Colour = (240, 240, 240)
 DEFAULT_BG: Colour = (22, 44, 66)
 OFFER_BG: Colour = (255, 196, 0)
 MESSAGE_BG: Colour = (0, 70, 140)
+# SMPTE-style bars for the technician test pattern (pure primaries, checkable by pixel).
+TEST_BARS: tuple[Colour, ...] = (
+    (255, 255, 255),
+    (255, 255, 0),
+    (0, 255, 255),
+    (0, 255, 0),
+    (255, 0, 255),
+    (255, 0, 0),
+    (0, 0, 255),
+    (0, 0, 0),
+)
 BADGE_BG: Colour = (200, 30, 30)
 CLOCK_BG: Colour = (30, 30, 30)
 QR_LIGHT: Colour = (255, 255, 255)
@@ -82,8 +93,10 @@ class SceneRenderer:
         tz: dt.tzinfo,
         store_name: str = "",
         on_error: Callable[[str], None] | None = None,
+        rotation: int = 0,
     ) -> None:
         self.surface = surface
+        self._rotation = rotation
         self.layout: Layout = make_layout(*surface.get_size())
         self.text = Typesetter()
         self._tz = tz
@@ -107,6 +120,7 @@ class SceneRenderer:
             SceneKind.CAMPAIGN: self._draw_campaign,
             SceneKind.OFFER: self._draw_offer,
             SceneKind.MESSAGE: self._draw_message,
+            SceneKind.TEST_PATTERN: self._draw_test_pattern,
         }
 
     # -- per frame -------------------------------------------------------------------------
@@ -303,6 +317,30 @@ class SceneRenderer:
         self.text.draw(
             self.surface, body, fitted, WHITE, MESSAGE_BG, align="center", valign="middle"
         )
+
+    def _draw_test_pattern(self, _scene: Scene | None = None) -> None:
+        """Technician pattern: 8 colour bars, an arrow to the top of the picture, the size."""
+        lay = self.layout
+        content = lay.content
+        bars = TEST_BARS
+        bar_w = max(1, content.w // len(bars))
+        bar_h = content.h * 2 // 3
+        for i, colour in enumerate(bars):
+            w = content.w - bar_w * i if i == len(bars) - 1 else bar_w
+            self.surface.fill(colour, pygame.Rect(content.x + bar_w * i, content.y, w, bar_h))
+        info = pygame.Rect(content.x, content.y + bar_h, content.w, content.h - bar_h)
+        self.surface.fill(DEFAULT_BG, info)
+        arrow_h = max(4, info.h * 2 // 3)
+        cx, top = info.x + info.h // 2 + lay.margin, info.y + (info.h - arrow_h) // 2
+        pygame.draw.polygon(
+            self.surface,
+            WHITE,
+            [(cx, top), (cx - arrow_h // 2, top + arrow_h), (cx + arrow_h // 2, top + arrow_h)],
+        )
+        label = f"{lay.width}×{lay.height} · rotation {self._rotation}° · ▲ up"
+        text = pygame.Rect(cx + arrow_h, info.y, max(1, info.right - cx - arrow_h), info.h)
+        fitted = self.text.fit([label], text.w, text.h, max_size=self._big(0.06))
+        self.text.draw(self.surface, text, fitted, WHITE, DEFAULT_BG, valign="middle")
 
     def close(self) -> None:
         """Drop cached fonts and surfaces (call in the render thread before pygame quits)."""

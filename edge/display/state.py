@@ -35,6 +35,7 @@ class SceneKind(enum.StrEnum):
     CAMPAIGN = "campaign"
     OFFER = "offer"
     MESSAGE = "message"
+    TEST_PATTERN = "test_pattern"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -130,6 +131,14 @@ class Director:
             self._message = None
             return
         self._message = Scene(SceneKind.MESSAGE, message=text)
+        self._message_until = now_mono + seconds
+
+    def show_test_pattern(self, seconds: float, now_mono: float) -> None:
+        """The technician test pattern over everything for ``seconds`` (0 clears it)."""
+        if seconds <= 0:
+            self._message = None
+            return
+        self._message = Scene(SceneKind.TEST_PATTERN)
         self._message_until = now_mono + seconds
 
     def tick(self, now_mono: float, now_wall: float) -> Scene:

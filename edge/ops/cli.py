@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     from edge.ops.doctor import add_parser as add_doctor
 
     add_doctor(sub)
+    from edge.ops.display import add_parser as add_display
+
+    add_display(sub)
 
     add_fleet(sub)
 
