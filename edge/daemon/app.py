@@ -38,6 +38,7 @@ from edge.events import (
     PresenceKind,
     Sighting,
 )
+from edge.presence.calibration import BeaconStats
 from edge.presence.tracker import PresenceTracker
 from edge.privacy.aggregates import WindowAggregator
 from edge.privacy.budget import Budget, PrivacyFigures
@@ -102,6 +103,7 @@ class Application:
         self.features = features
         self.counters = Counters()
         self.beacons_seen: dict[str, float] = {}
+        self.beacon_stats = BeaconStats(cfg, monotonic=self.clock.monotonic)
         self.registry = RawRegistry()
         self.supervisor = supervisor or Supervisor(
             stall_after_s=WATCHDOG_STALL_S,
@@ -171,6 +173,7 @@ class Application:
             supervisor=self.supervisor,
             state=self.state,
             screen=lambda: self.display,
+            calibration=self._calibration,
             monotonic=mono,
         )
         self.commands: CommandProcessor | None = None
@@ -199,8 +202,9 @@ class Application:
         match item:
             case Sighting():
                 self.tracker.sighting(item)
-            case BeaconSighting(beacon=beacon, ts=ts):
+            case BeaconSighting(beacon=beacon, receiver=receiver, rssi=rssi, ts=ts):
                 self.beacons_seen[beacon] = ts
+                self.beacon_stats.add(beacon, receiver, rssi, ts)
             case PresenceEvent(kind=PresenceKind.LEAVE):
                 self.aggregator.presence(item)
                 self.engine.forget(item.token)  # at once: a LEAVE never waits in a queue
@@ -434,6 +438,22 @@ class Application:
             "cells_suppressed": self.aggregator.cells_suppressed_total,
             "events_dropped": self.decisions.dropped,
         }
+
+    def _calibration(self, seconds: float, record: bool) -> dict[str, Any]:
+        """Beacon statistics and zone occupancy (counts ≥ k only) for ``calibrate``."""
+        k = self.cfg.privacy.k
+        out: dict[str, Any] = {
+            "seconds": seconds,
+            "beacons": self.beacon_stats.report(seconds),
+            "zones": {z: n for z, n in self.tracker.zone_counts().items() if n >= k},
+            "k": k,
+        }
+        if record:
+            out["samples"] = [
+                {"ts": s.ts, "beacon": s.beacon, "receiver": s.receiver, "rssi": s.rssi}
+                for s in self.beacon_stats.samples(seconds)
+            ]
+        return out
 
     def raw_total(self) -> int:
         """Raw records held right now, over every holder (0 after shutdown)."""

@@ -134,6 +134,15 @@ class ShowTestPattern:
 
 @with_config(_STRICT_ARGS)
 @dataclass(frozen=True, slots=True)
+class Calibrate:
+    """Reference-beacon statistics over the last ``seconds``; ``record`` adds the samples."""
+
+    seconds: float = 10.0
+    record: bool = False
+
+
+@with_config(_STRICT_ARGS)
+@dataclass(frozen=True, slots=True)
 class Forget:
     """Drop everything held for one token (hex of the 16-byte RPI)."""
 
@@ -236,6 +245,7 @@ class DeviceService:
         supervisor: Supervisor,
         state: StateView,
         screen: Callable[[], Screen | None],
+        calibration: Callable[[float, bool], dict[str, Any]] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cfg = cfg
@@ -248,6 +258,7 @@ class DeviceService:
         self._supervisor = supervisor
         self._state = state
         self._screen = screen
+        self._calibration = calibration
         self._mono = monotonic
         self._campaigns_version = 0
         self._upload_key: tuple[int, str, int] | None = None
@@ -418,6 +429,12 @@ class DeviceService:
         screen.show_test_pattern(args.seconds)
         return Applied()
 
+    async def calibrate(self, args: Calibrate) -> dict[str, Any]:
+        """Beacon statistics, zone counts ≥ k only, never a phone (``shelfedge calibrate``)."""
+        if self._calibration is None:
+            raise CommandRejected("unavailable", "calibration is not available here")
+        return self._calibration(max(1.0, args.seconds), args.record)
+
     async def forget(self, args: Forget) -> ForgetResult:
         """Drop everything every raw holder holds for a token."""
         try:
@@ -496,6 +513,7 @@ class DeviceService:
             "set_config": (SetConfig, self.set_config),
             "display_message": (DisplayMessage, self.display_message),
             "test_pattern": (ShowTestPattern, self.test_pattern),
+            "calibrate": (Calibrate, self.calibrate),
             "forget": (Forget, self.forget),
             "update_model": (UpdateModel, self.update_model),
             "install_model": (InstallModel, self.install_model),

@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     from edge.ops.display import add_parser as add_display
 
     add_display(sub)
+    from edge.ops.calibrate import add_parser as add_calibrate
+
+    add_calibrate(sub)
 
     add_fleet(sub)
 
