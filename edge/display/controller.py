@@ -18,7 +18,9 @@ from __future__ import annotations
 import array
 import contextlib
 import logging
+import os
 import queue
+import tempfile
 import threading
 import time
 import traceback
@@ -154,6 +156,10 @@ class DisplayController:
 
     def start(self, timeout: float = START_TIMEOUT_S) -> None:
         """Start the render thread; returns once the first frame is on screen."""
+        if not os.environ.get("XDG_RUNTIME_DIR"):
+            # SDL complains on stderr without one (a technician reads it as a fault); systemd
+            # sets it through RuntimeDirectory, a shell over SSH or the demo may not.
+            os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="shelfedge-xdg-")
         with self._life_lock:
             if self._thread is not None:
                 if self._thread.is_alive():

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -196,24 +197,36 @@ def cmd_status(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    try:
-        status = request(path, "status", {})
-    except ControlError as exc:
-        print(f"shelfedge status: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    if args.json:
-        print(json.dumps(status, indent=2, sort_keys=True))
-    else:
-        from rich.console import Console
+    from rich.console import Console
 
-        render(status, Console())
-    return EXIT_OK
+    console = Console()
+    while True:
+        try:
+            status = request(path, "status", {})
+        except ControlError as exc:
+            print(f"shelfedge status: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+        if args.json:
+            print(json.dumps(status, indent=2, sort_keys=True), flush=True)
+        else:
+            if args.watch:
+                console.clear()
+            render(status, console)
+        if not args.watch:
+            return EXIT_OK
+        try:
+            time.sleep(args.watch)
+        except KeyboardInterrupt:
+            return EXIT_OK
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``status`` on the CLI's sub-parsers."""
     p = sub.add_parser("status", help="the running daemon's status (over the control socket)")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.add_argument(
+        "--watch", type=float, metavar="SECONDS", help="refresh every SECONDS until Ctrl-C"
+    )
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--config", metavar="PATH", help="config file; its state_dir holds control.sock"
