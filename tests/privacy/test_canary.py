@@ -145,6 +145,12 @@ async def test_no_raw_signal_leaves_the_device(
     assert ram_leaks == [], ram_leaks
     status = await app.service.status()
     assert status["raw_total"] == holdings["privacy.aggregator"].records
+    # the technician tools' answers carry no canary either (status, calibrate, config)
+    for method, args in (("status", {}), ("calibrate", {"seconds": 60, "record": True}),
+                         ("config", {})):  # fmt: skip
+        answer = json.dumps(await app.service.dispatch(method, args)).encode()
+        needles = {e for r in rpis | addresses for e in _encodings(r)}
+        assert not _leaks(answer, needles), method
     await app.stop()
     await capture.wait_for(
         lambda ms: any(m.topic.endswith("/state") and b'"online":false' in m.payload for m in ms),
