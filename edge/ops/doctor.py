@@ -134,9 +134,55 @@ def _broker(cfg: AppConfig) -> Check:
         hint = "check mqtt.host/port, the network and the TLS files"
         return Check("broker", "fail", f"{m.host}:{m.port}: {type(exc).__name__}: {exc}", hint)
     tls = "TLS handshake ok" if m.tls is not None else "no TLS"
+    refused = _mqtt_connect(cfg)
+    if refused is not None:
+        return Check("broker", "fail", f"{m.host}:{m.port}: {refused}", "check credentials/ACL")
     status = "warn" if m.insecure else "ok"
     hint = "configure mqtt.tls (docs/broker.md)" if m.insecure else ""
-    return Check("broker", status, f"{m.host}:{m.port} reachable, {tls}", hint)
+    return Check("broker", status, f"{m.host}:{m.port} reachable, {tls}, CONNECT accepted", hint)
+
+
+def _mqtt_connect(cfg: AppConfig) -> str | None:
+    """An MQTT 5 CONNECT with the device's credentials; None when accepted, else why not."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+    m = cfg.mqtt
+    done = threading.Event()
+    outcome: list[str | None] = []
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"shelfedge-doctor-{os.getpid()}",
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
+    if m.username is not None:
+        client.username_pw_set(m.username, m.secret())
+    if m.tls is not None:
+        client.tls_set(
+            ca_certs=str(m.tls.ca),
+            certfile=None if m.tls.cert is None else str(m.tls.cert),
+            keyfile=None if m.tls.key is None else str(m.tls.key),
+        )
+
+    def on_connect(_c: object, _u: object, _f: object, rc: object, _p: object) -> None:
+        outcome.append(None if not getattr(rc, "is_failure", False) else f"CONNACK {rc}")
+        done.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(m.host, m.port, keepalive=10)
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    client.loop_start()
+    try:
+        if not done.wait(5.0):
+            return "no CONNACK within 5 s"
+        return outcome[0]
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def _clock() -> Check:

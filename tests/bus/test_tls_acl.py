@@ -286,3 +286,23 @@ async def test_daemon_runs_over_tls(tls_broker: tuple[int, Pki], tmp_path: Path)
     finally:
         await app.stop()
         central.close()
+
+
+def test_doctor_broker_check_over_tls(tls_broker: tuple[int, Pki], tmp_path: Path) -> None:
+    from edge.ops.doctor import _broker
+
+    port, pki = tls_broker
+    cert, key = pki.issue(DEV_A)
+    site, device = DEV_A.split("/")
+
+    def cfg_with(tls: MqttTls | None) -> Any:
+        return demo_config(
+            site=site,
+            device=device,
+            mqtt=Mqtt(enabled=True, host="127.0.0.1", port=port, tls=tls),
+        )
+
+    ok = _broker(cfg_with(MqttTls(ca=pki.ca_file, cert=cert, key=key)))
+    assert ok.status == "ok" and "CONNECT accepted" in ok.detail
+    plain = _broker(cfg_with(None))  # TLS listener, plain client: refused
+    assert plain.status == "fail"
