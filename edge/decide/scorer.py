@@ -13,13 +13,15 @@ thread (``DecisionEngine``'s executor), never from the event loop or two threads
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -201,11 +203,43 @@ def probe_in_child(data: bytes, model_path: Path, timeout_s: float = 60.0) -> No
         )
 
 
+_BANNERS = ("Created TensorFlow Lite XNNPACK delegate",)
+
+
+@contextlib.contextmanager
+def _native_stderr_to_log() -> Iterator[None]:
+    """Catch what the runtime's C++ writes on fd 2 while it opens a model.
+
+    The runtime prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." past Python's
+    logging, and a technician reads any stderr line at start as a fault. The known banner is
+    logged at DEBUG; anything else the runtime says is logged at WARNING, so nothing is lost.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode(errors="replace")
+    for line in text.splitlines():
+        if line.strip():
+            level = logging.DEBUG if any(b in line for b in _BANNERS) else logging.WARNING
+            _LOGGER.log(level, "tflite: %s", line.strip())
+
+
 def _open(interpreter_cls: Any, data: bytes, runtime: str, model_path: Path, rows: int) -> Any:
     """An interpreter with ``rows`` input rows, its tensors checked against the contract."""
     try:
-        interp = interpreter_cls(model_content=data, num_threads=1)
-        interp.allocate_tensors()
+        with _native_stderr_to_log():
+            interp = interpreter_cls(model_content=data, num_threads=1)
+            interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"{runtime} cannot load {model_path}: {exc}") from exc
     _check_tensors(interp, model_path, 1)

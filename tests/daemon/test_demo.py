@@ -147,3 +147,17 @@ def test_sigterm_exits_cleanly_with_outbox_intact(tmp_path: Path) -> None:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         db.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_normal_start_prints_no_library_noise(tmp_path: Path) -> None:
+    """No TFLite banner, no SDL runtime-dir error: a technician reads any such line as a fault."""
+    env = {k: v for k, v in ENV.items() if k != "XDG_RUNTIME_DIR"}
+    res = subprocess.run(
+        [sys.executable, "-m", "edge", "demo", "--minutes", "1", "--speed", "0", "--out",
+         str(tmp_path)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    noise = [ln for ln in res.stderr.splitlines() if ln.strip() and not ln.startswith("[")]
+    assert noise == [], noise
