@@ -247,7 +247,8 @@ class Session:
             self.connects += 1
             self.next_attempt_at = None
             self.set_state(LinkState.CONNECTED)
-            _LOGGER.info(
+            _LOGGER.log(  # back after failures is a state change: WARNING; a first connect: INFO
+                logging.WARNING if self.failures else logging.INFO,
                 "mqtt connected to %s:%d as %s (session present: %s%s)",
                 self._mqtt.host,
                 self._mqtt.port,
