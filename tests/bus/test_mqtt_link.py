@@ -249,3 +249,25 @@ def test_backoff_is_capped_and_jittered(state_dir: Path) -> None:
         assert min(late) >= 30.0 and len(set(late)) > 1  # capped at 60, half of it jitter
         assert link._backoff(0, True) >= 30.0  # refused credentials wait the longest
         assert link.client_id == f"shelfedge-{cfg.site}-{cfg.device}"
+
+
+async def test_rows_stay_in_the_outbox_until_the_broker_acknowledges(
+    harness: Harness, mosquitto: Mosquitto
+) -> None:
+    """Seeded bug "row deleted when sent, before PUBACK": a frozen broker never acknowledges."""
+    import os
+    import signal
+
+    async with running(harness.link):
+        harness.put(1)
+        await until(lambda: harness.outbox.pending_count() == 0)  # the link works
+        assert mosquitto._proc is not None
+        os.kill(mosquitto._proc.pid, signal.SIGSTOP)  # frozen: TCP up, no PUBACK ever
+        try:
+            harness.put(3, start=1)
+            await until(lambda: harness.link.health()["inflight"] == 3)  # sent, not acked
+            await asyncio.sleep(0.5)
+            assert harness.outbox.pending_count() == 3
+        finally:
+            os.kill(mosquitto._proc.pid, signal.SIGCONT)
+        await until(lambda: harness.outbox.pending_count() == 0, within=20)
