@@ -68,7 +68,9 @@ def test_summary_numbers_are_sane(demo_run: tuple[Path, dict[str, object], str])
     assert isinstance(s["shoppers"], int) and s["shoppers"] > 20
     assert 0 < s["opted_in"] < s["shoppers"]  # type: ignore[operator]
     assert 0 < s["opted_in_detected"] <= s["opted_in"]  # type: ignore[operator]
-    assert 0.6 < s["zone_accuracy"] <= 1.0  # type: ignore[operator]
+    # seed 3, 20 simulated minutes gives 0.8668 (deterministic on this code, display on or off);
+    # ±0.03 admits platform noise in float sums, not a broken tracker
+    assert abs(s["zone_accuracy"] - 0.8668) <= 0.03  # type: ignore[operator]
     assert s["offers"] > 0  # type: ignore[operator]
     assert s["offers_model_ranked"] > 0  # type: ignore[operator]
     assert s["windows_written"] >= 2  # 09:00-09:15 closed + the partial flushed at shutdown
@@ -89,7 +91,8 @@ def test_frames_are_rendered_and_not_blank(demo_run: tuple[Path, dict[str, objec
 @pytest.mark.timeout(320)
 def test_outbox_holds_aggregate_windows(demo_run: tuple[Path, dict[str, object], str]) -> None:
     out, s, _ = demo_run
-    db = sqlite3.connect(out / "state" / "outbox.sqlite3")
+    # read-only: a missing outbox fails here instead of being created empty
+    db = sqlite3.connect(f"file:{out / 'state' / 'outbox.sqlite3'}?mode=ro", uri=True)
     try:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]

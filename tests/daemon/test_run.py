@@ -57,6 +57,10 @@ def test_reload_keeps_old_config_on_invalid_and_applies_valid(tmp_path: Path) ->
         cfg.write_text(text.replace("cooldown_s: 180", "cooldown_s: 60"))
         proc.send_signal(signal.SIGHUP)
         _wait_for(proc, "config reloaded", lines, 10)
+        from edge.daemon.control import request
+
+        running = request(tmp_path / "state" / "control.sock", "config")
+        assert running["config"]["policy"]["cooldown_s"] == 60  # the new value is in force
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
     finally:
