@@ -24,6 +24,7 @@ from edge.events import Advertisement
 
 from .app import Application, Features
 from .clock import SimClock
+from .evaluation import DemoEvaluation
 from .service import Screenshot, SetKeys
 
 _LOGGER = logging.getLogger(__name__)
@@ -112,6 +113,8 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
     first_cue_snapshot = False
     t = sim.start_ts
 
+    evaluation = DemoEvaluation(sim, sim.start_ts)
+
     async def snapshot(name: str) -> None:
         result = await service.screenshot(Screenshot(str(frames_dir / name)))
         frames.append(result.path)
@@ -129,6 +132,12 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
             app.tick(t)
             await app.flush_windows()
             live = app.live_zones()
+            holdings = app.registry.holdings(clock.monotonic())
+            raw_age = max(
+                (h.oldest_age_s for n, h in holdings.items() if n != "privacy.aggregator"),
+                default=0.0,
+            )
+            evaluation.observe(t, live, raw_age)
             for token, est in live.items():
                 shopper = sim.shopper_of(token)
                 if shopper is not None:
@@ -189,6 +198,7 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
         "windows_written": 0 if app.spool is None else app.spool.written,
         "windows_withheld": local["windows_withheld"],
         "raw_records_after_shutdown": app.raw_total(),
+        **evaluation.summary(),
         "raw_holders": sorted(app.registry.names()),
         "simulated_minutes": opts.minutes,
         "wall_seconds": round(time.monotonic() - wall_start, 2),

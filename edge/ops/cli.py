@@ -98,16 +98,20 @@ def _print_summary(summary: dict[str, object], out: Path) -> None:
         ("opted_in", "opted-in shoppers"),
         ("opted_in_detected", "opted-in shoppers detected"),
         ("zone_accuracy", "zone accuracy vs ground truth"),
+        ("zone_accuracy_still", "  … while standing"),
+        ("zone_accuracy_moving", "  … while walking"),
+        ("coverage", "opted-in shopper-seconds with an estimate"),
         ("offers", "offers made"),
         ("offers_model_ranked", "offers ranked by the model"),
         ("windows_written", "aggregate windows written"),
         ("cells_suppressed", "aggregate cells suppressed (< k)"),
         ("raw_records_after_shutdown", "raw records in memory after shutdown"),
+        ("max_raw_age_running_s", "oldest raw record seen while running (s)"),
         ("wall_seconds", "wall-clock seconds"),
     ]
     for key, label in keys:
         value = summary.get(key)
-        if key == "zone_accuracy" and isinstance(value, float):
+        if key.startswith(("zone_accuracy", "coverage")) and isinstance(value, float):
             value = f"{value:.1%}"
         table.add_row(label, str(value))
     table.add_row("frames", f"{len(summary.get('frames', []))} PNG in {out / 'frames'}")  # type: ignore[arg-type]

@@ -1,0 +1,129 @@
+"""Scoring the demo against the simulator's ground truth (the demo only; never the daemon).
+
+One number hides too much: most seconds of a visit are spent standing in a zone, where any
+tracker looks good. So the evaluation reports, per simulated second:
+
+- zone accuracy while standing and while walking (the shopper moved in the last second),
+  scored only for each shopper's *current* token; a token that has rotated out but is still
+  tracked is counted separately (``rotation_tail_share``);
+- the latency from a true zone change to the first correct estimate (median and p90);
+- the time from arrival to first detection (median) and the share of opted-in shopper-seconds
+  with any estimate (coverage);
+- the largest age of a raw record seen while running, over every raw holder.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.sim import StoreSimulator
+from edge.sim import advertise as air
+
+MOVING_M_PER_S = 0.2
+
+
+@dataclass(slots=True)
+class _Track:
+    truth: str | None = None
+    changed_at: float | None = None
+    detected: bool = False
+
+
+@dataclass(slots=True)
+class DemoEvaluation:
+    """Accumulates the ground-truth comparison second by second."""
+
+    sim: StoreSimulator
+    start_ts: float
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            ("still_ok", "still_n", "moving_ok", "moving_n", "tail", "scored"), 0
+        )
+    )
+    latencies: list[float] = field(default_factory=list)
+    detection: list[float] = field(default_factory=list)
+    covered: int = 0
+    shopper_seconds: int = 0
+    max_raw_age_s: float = 0.0
+    _tracks: dict[int, _Track] = field(default_factory=dict)
+
+    def observe(self, t: float, estimates: dict[bytes, str | None], raw_age_s: float) -> None:
+        """One simulated second: the tracker's estimates by token, the oldest raw record age."""
+        self.max_raw_age_s = max(self.max_raw_age_s, raw_age_s)
+        zones = self.sim.zones
+        epoch = air.rpi_interval(t)
+        by_shopper: dict[int, str | None] = {}
+        for token, est in estimates.items():
+            shopper = self.sim.shopper(token)
+            if shopper is None or est is None:
+                continue
+            if token != air.rpi(shopper.key, epoch):
+                self.counts["tail"] += 1  # a rotated-out token still tracked
+                continue
+            by_shopper[shopper.id] = est
+        for shopper in self.sim.shoppers_in_store():
+            if not shopper.opted_in:
+                continue
+            pos, before = shopper.path.position(t), shopper.path.position(t - 1.0)
+            if pos is None:
+                continue
+            truth = zones.containing(*pos)
+            track = self._tracks.setdefault(shopper.id, _Track())
+            if truth != track.truth:
+                if track.truth is not None:
+                    track.changed_at = t
+                track.truth = truth
+            self.shopper_seconds += 1
+            est = by_shopper.get(shopper.id)
+            if est is None:
+                continue
+            self.covered += 1
+            if not track.detected:
+                track.detected = True
+                if shopper.arrival >= self.start_ts:
+                    self.detection.append(t - shopper.arrival)
+            if truth is None:
+                continue
+            self.counts["scored"] += 1
+            moving = before is not None and math.dist(pos, before) > MOVING_M_PER_S
+            key = "moving" if moving else "still"
+            self.counts[f"{key}_n"] += 1
+            self.counts[f"{key}_ok"] += int(est == truth)
+            if track.changed_at is not None and est == truth:
+                self.latencies.append(t - track.changed_at)
+                track.changed_at = None
+
+    def summary(self) -> dict[str, Any]:
+        """The metrics (rounded) for the demo summary."""
+        c = self.counts
+
+        def share(ok: int, n: int) -> float:
+            return round(ok / n, 4) if n else 0.0
+
+        def pct(values: list[float], q: float) -> float | None:
+            if not values:
+                return None
+            ordered = sorted(values)
+            return round(ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))], 1)
+
+        return {
+            "zone_accuracy_still": share(c["still_ok"], c["still_n"]),
+            "zone_accuracy_moving": share(c["moving_ok"], c["moving_n"]),
+            "moving_share": share(c["moving_n"], c["still_n"] + c["moving_n"]),
+            "zone_change_latency_s": {
+                "median": None
+                if not self.latencies
+                else round(statistics.median(self.latencies), 1),
+                "p90": pct(self.latencies, 0.9),
+                "changes": len(self.latencies),
+            },
+            "first_detection_s_median": (
+                None if not self.detection else round(statistics.median(self.detection), 1)
+            ),
+            "coverage": share(self.covered, self.shopper_seconds),
+            "rotation_tail_share": share(c["tail"], c["tail"] + c["scored"]),
+            "max_raw_age_running_s": round(self.max_raw_age_s, 1),
+        }
