@@ -31,11 +31,6 @@ def cross_check(cfg: AppConfig) -> list[tuple[Path, str]]:
             if n > 1:
                 idx = max(i for i, x in enumerate(ids) if x == dup)
                 out.append((("store", name, idx, "id"), f"duplicate id {dup!r}"))
-    campaign_ids = [c.id for c in cfg.campaigns]
-    for dup, n in Counter(campaign_ids).items():
-        if n > 1:
-            idx = max(i for i, x in enumerate(campaign_ids) if x == dup)
-            out.append((("campaigns", idx, "id"), f"duplicate id {dup!r}"))
 
     owner: dict[str, str] = {}
     for zi, zone in enumerate(store.zones):

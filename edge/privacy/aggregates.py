@@ -5,8 +5,11 @@ bookkeeping of the current window (which cells a token already counted in). It l
 whole window, so a phone that leaves and returns is not counted again, and it is keyed not by
 the token but by ``HMAC-SHA256(window_salt, token)[:16]`` under a random salt drawn for each
 window and dropped with the bookkeeping when the window closes: linkable within one window
-only, as the token itself is. A closed window's slot is claimed in the ε ledger before it is
-published; a refused slot (budget spent, or already published before a restart) is dropped.
+only, as the token itself is. A window collects for at most ``window_s`` on the monotonic
+clock too, so a backward step of the wall clock can neither stretch it (more token rotations
+than the budget allows for) nor keep its bookkeeping longer. A closed window's slot is
+claimed in the ε ledger before it is published; a refused slot (budget spent, or already
+published before a restart) is dropped.
 A published ``AggregateWindow`` holds only noisy counts at or above k.
 """
 
@@ -93,6 +96,8 @@ class WindowAggregator:
         self._window_s = cfg.privacy.window_s
         self._new_id = new_id
         self._start: int | None = None
+        self._opened_mono: float | None = None
+        self._sealed = False  # bookkeeping had to go before the window closed: count no more
         self._counts = self._empty()
         self._contrib: dict[bytes, _Contribution] = {}
         self.windows_closed = 0
@@ -112,6 +117,8 @@ class WindowAggregator:
     def _ensure(self, ts: float) -> None:
         if self._start is None:
             self._start = self.window_start(ts)
+        if self._opened_mono is None:
+            self._opened_mono = self._mono()
 
     def _key(self, token: bytes) -> bytes:
         return hmac.digest(self._salt, token, hashlib.sha256)[:16]
@@ -126,6 +133,8 @@ class WindowAggregator:
     def presence(self, ev: PresenceEvent) -> None:
         """Count visitors and dwell from a presence event, within contribution bounds."""
         self._ensure(ev.ts)
+        if self._sealed:
+            return
         c = self._c(ev.token)
         if ev.kind is PresenceKind.LEAVE:  # bookkeeping stays: a return is not counted again
             self._dwell(c, ev.zone, ev.dwell_s)
@@ -147,6 +156,8 @@ class WindowAggregator:
     def offer(self, token: bytes, coupon_id: str, ts: float) -> None:
         """Count an offer made (bounded per token)."""
         self._ensure(ts)
+        if self._sealed:
+            return
         c = self._c(token)
         if coupon_id in self._counts.offers and c.offers < self._max_offers:
             c.offers += 1
@@ -155,26 +166,41 @@ class WindowAggregator:
     def holdout(self, token: bytes, ts: float) -> None:
         """Count a token of the holdout group once per window."""
         self._ensure(ts)
+        if self._sealed:
+            return
         c = self._c(token)
         if not c.holdout:
             c.holdout = True
             self._counts.holdout += 1
 
     def set_campaigns(self, coupon_ids: list[str]) -> None:
-        """Count offers of these coupons from now on (counts of known ids are kept)."""
+        """Count offers of these coupons from now on.
+
+        Counts of ids already known are kept; new ids start at 0; ids no longer listed stay
+        until the current window closes (their counts are published with it) and are gone
+        from the next window on.
+        """
         for cid in coupon_ids:
             self._counts.offers.setdefault(cid, 0)
-        self._coupons = list(dict.fromkeys([*self._coupons, *coupon_ids]))
+        self._coupons = list(dict.fromkeys(coupon_ids))
 
     def forget(self, token: bytes) -> int:
         """Drop the token's bookkeeping (its counts stay: they are anonymous)."""
         return int(self._contrib.pop(self._key(token), None) is not None)
 
     def purge(self, mono_now: float) -> None:
-        """Bookkeeping never outlives a window, even if no tick closed it."""
+        """Bookkeeping never outlives a window, even if no tick closed it.
+
+        Dropping a token's bookkeeping before its window closes would let it be counted
+        again, so a purge that drops anything also seals the window: nothing more is counted
+        in it until it closes.
+        """
         cutoff = mono_now - self._window_s
-        for key in [k for k, c in self._contrib.items() if c.created_mono < cutoff]:
+        stale = [k for k, c in self._contrib.items() if c.created_mono < cutoff]
+        for key in stale:
             del self._contrib[key]
+        if stale:
+            self._sealed = True
 
     def held(self, mono_now: float) -> Holding:
         """Bookkeeping entries (salted digests), the oldest's age; bounded by the window."""
@@ -199,8 +225,14 @@ class WindowAggregator:
         )
 
     def due(self, now: float) -> bool:
-        """True when the current window has ended."""
-        return self._start is not None and now >= self._start + self._window_s
+        """True when the current window has ended: on the wall clock, or after ``window_s``
+        of collecting on the monotonic clock (a backward wall-clock step cannot stretch it)."""
+        if self._start is None:
+            return False
+        if now >= self._start + self._window_s:
+            return True
+        opened = self._opened_mono
+        return opened is not None and self._mono() - opened >= self._window_s
 
     def close(self, now: float, *, partial: bool = False) -> AggregateWindow | None:
         """Publish the current window (noise + suppression) and start the next one."""
@@ -213,7 +245,10 @@ class WindowAggregator:
         self._counts = self._empty()
         self._contrib.clear()
         self._salt = secrets.token_bytes(32)
-        self._start = None if partial else self.window_start(now)
+        self._sealed = False
+        # Slots only move forward; after a forced (monotonic) close the next slot follows on.
+        self._start = None if partial else max(self.window_start(now), start + self._window_s)
+        self._opened_mono = None if partial else self._mono()
         if payload is None:
             self.windows_withheld += 1
             return None
@@ -246,7 +281,7 @@ class WindowAggregator:
             if (n := self._noisy(raw, suppressed)) is not None
         }
         holdout = self._noisy(self._counts.holdout, suppressed)
-        cells = len(self._zones) * (1 + len(DWELL_LABELS)) + len(self._coupons) + 1
+        cells = len(self._zones) * (1 + len(DWELL_LABELS)) + len(self._counts.offers) + 1
         self.cells_suppressed_total += suppressed[0]
         b = self.budget
         return {

@@ -9,6 +9,7 @@ from fractions import Fraction
 from edge.events import PresenceEvent, PresenceKind
 from edge.privacy import Budget, DiscreteLaplace, WindowAggregator
 from edge.privacy.aggregates import DWELL_LABELS, dwell_bucket
+from edge.privacy.holders import Holding, RawHolder
 from tests.helpers import demo_config
 
 
@@ -155,6 +156,12 @@ def test_leave_and_return_does_not_raise_a_tokens_contribution() -> None:
         t += 35
     assert t < 1_800_000_000 - (1_800_000_000 % 900) + 900  # still the same window
     assert 0 < _contribution(agg) <= bound
+    # and each part of the declared sensitivity Δ = 2m + offers + 1 holds on its own
+    c, m = agg._counts, cfg.privacy.max_zones_per_window
+    assert sum(c.visitors.values()) == m  # it did visit more than m zones
+    assert 0 < sum(sum(h) for h in c.dwell.values()) <= m
+    assert sum(c.offers.values()) == cfg.policy.max_offers_per_visit  # 30 offers tried
+    assert c.holdout == 1  # 10 holdout counts tried
     assert agg.held(0.0).records == 1  # one bookkeeping entry, however many visits
 
 
@@ -181,3 +188,87 @@ def test_discrete_laplace_variance_matches_analytic() -> None:
     var = sum((x - mean) ** 2 for x in xs) / len(xs)
     assert abs(mean) < 0.1
     assert math.isclose(var, noise.variance(), rel_tol=0.05)
+
+
+class _Mono:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_aggregator_is_a_raw_holder_bounded_by_the_window() -> None:
+    mono = _Mono()
+    cfg = demo_config()
+    agg = WindowAggregator(cfg, noise=_NoNoise(), monotonic=mono)
+    assert isinstance(agg, RawHolder) and agg.holder_name == "privacy.aggregator"
+    w = float(cfg.privacy.window_s)
+    assert agg.held(mono.t) == Holding(0, 0.0, w)
+    t0 = 1_800_000_000.0 - (1_800_000_000 % 900)
+    agg.presence(_ev(PresenceKind.ENTER, 1, "coffee", t0))
+    mono.t += 100
+    agg.offer((2).to_bytes(16, "big"), cfg.campaigns[0].id, t0 + 100)
+    assert agg.held(mono.t) == Holding(2, 100.0, w)
+    agg.purge(mono.t)  # nothing is older than the window: nothing goes
+    assert agg.held(mono.t).records == 2
+    assert agg.forget((1).to_bytes(16, "big")) == 1
+    assert agg.forget((1).to_bytes(16, "big")) == 0
+    assert agg.held(mono.t) == Holding(1, 0.0, w)
+    agg.close(t0 + 900)
+    assert agg.held(mono.t).records == 0  # bookkeeping (and its salt) go with the window
+
+
+def test_a_backward_wall_clock_step_neither_stretches_a_window_nor_recounts() -> None:
+    mono = _Mono()
+    agg = WindowAggregator(demo_config(), noise=_NoNoise(), monotonic=mono)
+    t0 = 1_800_000_000.0 - (1_800_000_000 % 900)
+    for tok in range(6):
+        agg.presence(_ev(PresenceKind.ENTER, tok, "coffee", t0 + 10))
+    mono.t += 899
+    assert not agg.due(t0 - 3600)  # the wall clock stepped back an hour
+    mono.t += 1
+    assert agg.due(t0 - 3600)  # but 900 s of collecting have passed on the monotonic clock
+    window = agg.close(t0 - 3600)
+    assert window is not None and window.start == t0
+    assert window.payload["zones"]["coffee"]["visitors"] == 6
+    assert agg._start == t0 + 900  # slots only move forward, never back to one published
+    assert agg.held(mono.t).records == 0
+
+
+def test_a_purge_before_close_seals_the_window() -> None:
+    mono = _Mono()
+    agg = WindowAggregator(demo_config(), noise=_NoNoise(), monotonic=mono)
+    t0 = 1_800_000_000.0 - (1_800_000_000 % 900)
+    for tok in range(6):
+        agg.presence(_ev(PresenceKind.ENTER, tok, "coffee", t0 + 10))
+    mono.t += 901  # no tick closed the window in time
+    agg.purge(mono.t)
+    assert agg.held(mono.t).records == 0
+    for tok in range(6):  # the same tokens again: their bookkeeping is gone, so not counted
+        agg.presence(_ev(PresenceKind.ENTER, tok, "coffee", t0 + 20))
+        agg.holdout(tok.to_bytes(16, "big"), t0 + 20)
+    assert agg._counts.visitors["coffee"] == 6 and agg._counts.holdout == 0
+    window = agg.close(t0 + 900)
+    assert window is not None and window.payload["zones"]["coffee"]["visitors"] == 6
+    agg.presence(_ev(PresenceKind.ENTER, 1, "coffee", t0 + 901))  # the next window counts
+    assert agg._counts.visitors["coffee"] == 1
+
+
+def test_campaigns_added_at_runtime_are_counted_from_then_on() -> None:
+    cfg = demo_config()
+    agg = WindowAggregator(cfg, noise=_NoNoise())
+    known = cfg.campaigns[0].id
+    t0 = 1_800_000_000.0 - (1_800_000_000 % 900)
+    for tok in range(6):
+        agg.offer(tok.to_bytes(16, "big"), known, t0)
+        agg.offer(tok.to_bytes(16, "big"), "new-coupon", t0)  # unknown yet: not counted
+    agg.set_campaigns(["new-coupon"])  # the known id is no longer listed: kept to the close
+    for tok in range(6, 12):
+        agg.offer(tok.to_bytes(16, "big"), "new-coupon", t0 + 1)
+    window = agg.close(t0 + 900)
+    assert window is not None
+    assert window.payload["offers"] == {known: 6, "new-coupon": 6}
+    assert sorted(agg._counts.offers) == ["new-coupon"]  # the removed id is gone now

@@ -87,7 +87,7 @@ def test_a_duplicate_id_of_every_kind_is_refused(section: str) -> None:
         items = data[section] if section == "campaigns" else data["store"][section]
         items.append(dict(items[0]))
 
-    with pytest.raises(ConfigError, match="duplicate id"):
+    with pytest.raises(ConfigError, match=r"duplicate (campaign )?id"):
         parse_config(_config(dup))
 
 
@@ -102,6 +102,40 @@ def test_an_unknown_key_in_every_section_is_refused(section: str) -> None:
 
     with pytest.raises(ConfigError, match=rf"{section}\.cooldown_secs: unknown field"):
         parse_config(_config(typo))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["store"]["receivers"][0].update(zone="nowhere"), "unknown zone 'nowhere'"),
+        (lambda d: d["store"]["screens"][0].update(zone="nowhere"), "unknown zone 'nowhere'"),
+        (lambda d: d["campaigns"][0].update(zone="nowhere"), "unknown zone 'nowhere'"),
+        (lambda d: d["store"]["zones"][0]["beacons"].append("b-nope"), "unknown beacon 'b-nope'"),
+        (
+            lambda d: d["store"]["zones"][1]["beacons"].append(
+                d["store"]["zones"][0]["beacons"][0]
+            ),
+            "is already in zone",
+        ),
+        (lambda d: d["radio"].update(receiver="rx-nope"), "unknown receiver 'rx-nope'"),
+        (lambda d: d["display"].update(screen="scr-nope"), "unknown screen 'scr-nope'"),
+        (
+            lambda d: (
+                d.setdefault("presence", {}).update(token_ttl_s=30)
+                or d.setdefault("privacy", {}).update(raw_retention_s=20)
+            ),
+            "must not exceed privacy.raw_retention_s",
+        ),
+        (lambda d: d["store"]["zones"][0].update(rect=[-1, 0, 2, 2]), "outside the"),
+        (
+            lambda d: d["store"]["zones"][0].update(rect=[0, 0, d["store"]["size"][0] + 1, 2]),
+            "outside the",
+        ),
+    ],
+)
+def test_every_cross_reference_check_refuses_its_case(mutate: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(_config(mutate))
 
 
 def test_an_unknown_key_at_the_top_and_in_the_store_is_refused() -> None:
