@@ -124,6 +124,30 @@ class SessionHandler(Protocol):
         ...
 
 
+def make_client(cfg: AppConfig, client_id: str) -> paho.Client:
+    """A paho MQTT 5 client with the device's credentials and TLS files (not connected)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+    m = cfg.mqtt
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=MQTTProtocolVersion.MQTTv5,
+        reconnect_on_failure=False,  # reconnecting is the session's job (backoff, state)
+    )
+    client.connect_timeout = CONNECT_TIMEOUT_S
+    if m.username is not None:
+        client.username_pw_set(m.username, m.secret())
+    if m.tls is not None:
+        client.tls_set(
+            ca_certs=str(m.tls.ca),
+            certfile=None if m.tls.cert is None else str(m.tls.cert),
+            keyfile=None if m.tls.key is None else str(m.tls.key),
+        )
+    return client
+
+
 def backoff_delay(tries: int, auth_failure: bool, base_s: float, cap_s: float) -> float:
     """``min(cap, base * 1.8**tries)`` (the cap at once after an auth failure), half jitter."""
     delay = cap_s if auth_failure else min(cap_s, base_s * BACKOFF_FACTOR**tries)
@@ -310,27 +334,11 @@ class Session:
 
     def _open_client(self, conn: Connection) -> paho.Client:
         """Worker thread: build the paho client (TLS files are read here) and connect."""
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
         m = self._mqtt
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-            reconnect_on_failure=False,  # reconnecting is this module's job (backoff, state)
-        )
-        client.connect_timeout = CONNECT_TIMEOUT_S
-        if m.username is not None:
-            client.username_pw_set(m.username, m.secret())
-        if m.tls is not None:
-            client.tls_set(
-                ca_certs=str(m.tls.ca),
-                certfile=None if m.tls.cert is None else str(m.tls.cert),
-                keyfile=None if m.tls.key is None else str(m.tls.key),
-            )
+        client = make_client(self._cfg, self.client_id)
         will_topic, will = self._handler.will()
         client.will_set(will_topic, will, qos=1, retain=True)
         self._bind(client, conn)

@@ -146,25 +146,12 @@ def _mqtt_connect(cfg: AppConfig) -> str | None:
     """An MQTT 5 CONNECT with the device's credentials; None when accepted, else why not."""
     import threading
 
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+    from edge.bus.session import make_client
 
     m = cfg.mqtt
     done = threading.Event()
     outcome: list[str | None] = []
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"shelfedge-doctor-{os.getpid()}",
-        protocol=MQTTProtocolVersion.MQTTv5,
-    )
-    if m.username is not None:
-        client.username_pw_set(m.username, m.secret())
-    if m.tls is not None:
-        client.tls_set(
-            ca_certs=str(m.tls.ca),
-            certfile=None if m.tls.cert is None else str(m.tls.cert),
-            keyfile=None if m.tls.key is None else str(m.tls.key),
-        )
+    client = make_client(cfg, f"shelfedge-doctor-{os.getpid()}")
 
     def on_connect(_c: object, _u: object, _f: object, rc: object, _p: object) -> None:
         outcome.append(None if not getattr(rc, "is_failure", False) else f"CONNACK {rc}")

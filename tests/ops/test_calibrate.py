@@ -6,30 +6,19 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers import DEMO_STORE
+from tests.helpers import DEMO_STORE, running_demo
 
 ENV = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
 
 
 @pytest.mark.timeout(120)
 def test_calibrate_lists_every_beacon_and_no_phone(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    sock = out / "state" / "control.sock"
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "edge", "demo", "--minutes", "10", "--speed", "2",
-         "--no-display", "--out", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not sock.exists() and time.monotonic() < deadline:
-            time.sleep(0.5)
+    with running_demo(tmp_path / "out", "--minutes", "10", "--speed", "2", "--no-display") as sock:
         record = tmp_path / "walk.jsonl"
         res = subprocess.run(
             [sys.executable, "-m", "edge", "calibrate", "--json", "--seconds", "5",
@@ -49,6 +38,3 @@ def test_calibrate_lists_every_beacon_and_no_phone(tmp_path: Path) -> None:
         lines = record.read_text().splitlines()
         assert lines and set(json.loads(lines[0])) == {"ts", "beacon", "receiver", "rssi"}
         assert {json.loads(ln)["beacon"] for ln in lines} <= configured
-    finally:
-        demo.terminate()
-        demo.wait(timeout=30)

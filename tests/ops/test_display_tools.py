@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers import DEMO_STORE
+from tests.helpers import DEMO_STORE, running_demo
 
 ENV = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
 BARS = [
@@ -58,17 +57,7 @@ def test_test_pattern_without_a_daemon_draws_the_bars(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(120)
 def test_snapshot_and_test_pattern_through_a_running_demo(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    sock = out / "state" / "control.sock"
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "edge", "demo", "--minutes", "10", "--speed", "5", "--out",
-         str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not sock.exists() and time.monotonic() < deadline:
-            time.sleep(0.5)
+    with running_demo(tmp_path / "out", "--minutes", "10", "--speed", "5") as sock:
         snap = tmp_path / "snap.png"
         res = subprocess.run(
             [sys.executable, "-m", "edge", "display", "snapshot", str(snap), "--socket", str(sock)],
@@ -84,6 +73,3 @@ def test_snapshot_and_test_pattern_through_a_running_demo(tmp_path: Path) -> Non
         )  # fmt: skip
         assert res.returncode == 0, res.stderr
         assert _bar_colours(pattern) == BARS
-    finally:
-        demo.terminate()
-        demo.wait(timeout=30)

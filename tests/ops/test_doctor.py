@@ -6,13 +6,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers import DEMO_STORE
+from tests.helpers import DEMO_STORE, running_demo
 
 ENV = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
 NAMES = ["config", "state dir", "outbox", "model", "bluez", "broker", "clock", "display", "daemon"]
@@ -67,22 +66,7 @@ def test_invalid_config_fails_first(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(120)
 def test_daemon_check_passes_against_a_running_demo(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    sock = out / "state" / "control.sock"
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "edge", "demo", "--minutes", "10", "--speed", "5",
-         "--no-display", "--out", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=ENV,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not sock.exists() and time.monotonic() < deadline:
-            time.sleep(0.5)
+    with running_demo(tmp_path / "out", "--minutes", "10", "--speed", "5", "--no-display") as sock:
         res = _doctor("--config", str(DEMO_STORE), "--socket", str(sock))
         by = {c["name"]: c for c in json.loads(res.stdout)}
         assert by["daemon"]["status"] == "ok", by["daemon"]
-    finally:
-        demo.terminate()
-        demo.wait(timeout=30)
