@@ -144,7 +144,14 @@ class Application:
             retention_s=retention,
             monotonic=mono,
         )
-        for holder in (self.keys, self.tracker, self.policy, self.decisions, self.aggregator):
+        for holder in (
+            self.keys,
+            self.tracker,
+            self.policy,
+            self.decisions,
+            self.aggregator,
+            self.beacon_stats,
+        ):
             self.registry.register(holder)
 
         self.outbox: Outbox | None = None

@@ -134,7 +134,7 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
             live = app.live_zones()
             holdings = app.registry.holdings(clock.monotonic())
             raw_age = max(
-                (h.oldest_age_s for n, h in holdings.items() if n != "privacy.aggregator"),
+                (h.oldest_age_s for h in holdings.values() if not h.limit_s),
                 default=0.0,
             )
             evaluation.observe(t, live, raw_age)

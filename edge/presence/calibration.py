@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.config.models import AppConfig
+from edge.privacy.holders import Holding
 
 WINDOW_S = 120.0
 WEAK_DBM = -90.0
@@ -35,7 +36,9 @@ class BeaconSample:
 
 
 class BeaconStats:
-    """Rolling RSSI per (beacon, receiver)."""
+    """Rolling RSSI per (beacon, receiver); a registered holder (RSSI), bounded by WINDOW_S."""
+
+    holder_name = "presence.beacon_stats"
 
     def __init__(self, cfg: AppConfig, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._cfg = cfg
@@ -56,6 +59,26 @@ class BeaconStats:
         while series and series[0][0] < cutoff - WINDOW_S:
             series.popleft()
         return [s for s in series if s[0] >= cutoff]
+
+    def purge(self, mono_now: float) -> None:
+        """Drop samples older than the calibration window."""
+        cutoff = mono_now - WINDOW_S
+        for key in list(self._series):
+            series = self._series[key]
+            while series and series[0][0] < cutoff:
+                series.popleft()
+            if not series:
+                del self._series[key]
+
+    def forget(self, token: bytes) -> int:
+        """Holds no phone data: nothing to forget."""
+        return 0
+
+    def held(self, mono_now: float) -> Holding:
+        """Beacon samples held and the oldest's age (bounded by the window, not retention)."""
+        oldest = min((s[0][0] for s in self._series.values() if s), default=mono_now)
+        count = sum(len(s) for s in self._series.values())
+        return Holding(count, max(0.0, mono_now - oldest), WINDOW_S)
 
     def samples(self, seconds: float) -> list[BeaconSample]:
         """Beacon sightings of the last ``seconds`` (for ``--record``)."""

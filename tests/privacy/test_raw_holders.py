@@ -113,3 +113,19 @@ def test_registry_sums_purges_and_forgets_every_holder() -> None:
     assert holdings["presence.tracker"].oldest_age_s == 5.0
     registry.purge(mono.t + cfg.privacy.raw_retention_s + 1)
     assert registry.total(mono.t) == 0
+
+
+def test_beacon_stats_are_a_registered_holder_purged_after_their_window() -> None:
+    from edge.presence.calibration import WINDOW_S, BeaconStats
+
+    mono = Mono()
+    stats = BeaconStats(demo_config(), monotonic=mono)
+    assert isinstance(stats, RawHolder)
+    stats.add("b-coffee", "rx-coffee", -70, 1e9)
+    assert stats.held(mono.t).records == 1 and stats.held(mono.t).limit_s == WINDOW_S
+    mono.t += WINDOW_S - 1
+    stats.purge(mono.t)
+    assert stats.held(mono.t).records == 1
+    mono.t += 2
+    stats.purge(mono.t)
+    assert stats.held(mono.t).records == 0
