@@ -285,6 +285,7 @@ class WindowAggregator:
         self.cells_suppressed_total += suppressed[0]
         b = self.budget
         return {
+            "release": "window",
             "id": self._new_id(),
             "site": self._site,
             "device": self._device,
