@@ -113,7 +113,7 @@ class Application:
         self._tz = ZoneInfo(cfg.timezone)
 
         self.keys = DayKeys.from_hex(cfg.privacy.day_keys, retention_s=retention, monotonic=mono)
-        self.ingest = Ingest(cfg, self.keys)
+        self.ingest = Ingest(cfg, self.keys, monotonic=mono)
         self.tracker = PresenceTracker(cfg, self._on_presence, monotonic=mono)
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         self.ledger = EpsilonLedger(
@@ -151,6 +151,7 @@ class Application:
             self.decisions,
             self.aggregator,
             self.beacon_stats,
+            self.ingest.pending_tlm,
         ):
             self.registry.register(holder)
 
@@ -333,7 +334,13 @@ class Application:
                 "mqtt to %s without TLS: configure mqtt.tls (see docs/broker.md)", cfg.mqtt.host
             )
         if cfg.radio.enabled:
-            _LOGGER.warning("radio.enabled is set but BLE scanning arrives with the radio issue")
+            from edge.radio.scanner import scanner_parts
+
+            for scanner in scanner_parts(
+                cfg, self.on_advertisement, clock=self.clock.now, monotonic=self.clock.monotonic
+            ):
+                self.registry.register(scanner)  # bleak's per-device map is raw
+                sup.add(scanner)  # never blocks: a missing adapter is waited for in its task
         sup.start_watchdog()
         self.running = True
         _LOGGER.info(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from edge import strict_json
 from edge.config.models import AltBeaconId, AppConfig, EddystoneUidId, IBeaconId
 from edge.errors import FrameError
 from edge.events import Advertisement, BeaconSighting, Sighting, SightingSource
+from edge.privacy.holders import Holding
 from edge.radio import frames
 from edge.radio.keys import DayKeys
 
@@ -97,17 +99,108 @@ class IngestCounters:
     dropped_stale: int = 0
     app_messages: int = 0
     app_invalid: int = 0
+    eddystone_url: int = 0
+    eddystone_tlm: int = 0
+    eddystone_eid: int = 0
+    tlm_unattributed: int = 0  # TLM no configured beacon's frame claimed within the retention
     by_source: dict[str, int] = field(default_factory=dict)
+    # Reference beacon id → its latest unencrypted TLM figures (fixed infrastructure only).
+    beacon_telemetry: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain dict for the device state."""
-        return {k: getattr(self, k) for k in self.__slots__}
+        """Plain dict for the device state (containers copied)."""
+        out = {k: getattr(self, k) for k in self.__slots__}
+        out["by_source"] = dict(self.by_source)
+        out["beacon_telemetry"] = {b: dict(t) for b, t in self.beacon_telemetry.items()}
+        return out
+
+
+class PendingTelemetry:
+    """Eddystone-TLM frames waiting, by address, for that address's identifying frame.
+
+    A TLM frame carries no beacon identity; the specification has the receiver tie it to
+    the identifying frames (UID, iBeacon, ...) sent from the same device address. Holding
+    the TLM until the next identifying frame costs the hot path one emptiness check per
+    beacon advert, where remembering every beacon's address would cost a clock read and a
+    dict write. An address is a raw datum all the same: this is a registered raw holder,
+    bounded in size, purged ``raw_retention_s`` after the TLM was heard; a TLM that no
+    configured beacon claims in time is counted as unattributed.
+    """
+
+    holder_name = "radio.pending_tlm"
+
+    def __init__(
+        self,
+        counters: IngestCounters,
+        retention_s: float,
+        max_entries: int = 256,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.retention_s = retention_s
+        self.max_entries = max_entries
+        self._counters = counters
+        self._mono = monotonic
+        # address → (frame, wall time heard, monotonic time heard); oldest first
+        self.waiting: dict[str, tuple[frames.EddystoneTlm, float, float]] = {}
+
+    def add(self, address: str, frame: frames.EddystoneTlm, ts: float) -> None:
+        """A TLM frame was heard from ``address`` (the latest one per address is kept)."""
+        waiting = self.waiting
+        if waiting.pop(address, None) is None and len(waiting) >= self.max_entries:
+            del waiting[next(iter(waiting))]
+            self._counters.tlm_unattributed += 1
+        waiting[address] = (frame, ts, self._mono())
+
+    def claim(self, address: str, beacon_id: str) -> None:
+        """``address`` turned out to be configured beacon ``beacon_id``: file its TLM."""
+        hit = self.waiting.pop(address, None)
+        if hit is None:
+            return
+        frame, ts, heard = hit
+        if self._mono() - heard > self.retention_s:
+            self._counters.tlm_unattributed += 1
+            return
+        self._counters.beacon_telemetry[beacon_id] = {
+            "battery_mv": frame.battery_mv,
+            "temperature_c": frame.temperature_c,
+            "adv_count": frame.adv_count,
+            "uptime_s": frame.uptime_s,
+            "ts": ts,
+        }
+
+    def purge(self, mono_now: float) -> None:
+        """Drop TLM frames no configured beacon claimed within the raw retention."""
+        cutoff = mono_now - self.retention_s
+        waiting = self.waiting
+        while waiting:
+            address, (_f, _ts, heard) = next(iter(waiting.items()))
+            if heard >= cutoff:
+                break
+            del waiting[address]
+            self._counters.tlm_unattributed += 1
+
+    def forget(self, token: bytes) -> int:
+        """Beacon addresses are never tokens: nothing to drop."""
+        return 0
+
+    def held(self, mono_now: float) -> Holding:
+        """TLM frames waiting and how long ago the oldest was heard."""
+        if not self.waiting:
+            return Holding(0, 0.0)
+        _f, _ts, heard = next(iter(self.waiting.values()))
+        return Holding(len(self.waiting), max(0.0, mono_now - heard))
 
 
 class Ingest:
     """Decode, verify and resolve raw inputs into sighting events."""
 
-    def __init__(self, cfg: AppConfig, keys: DayKeys) -> None:
+    def __init__(
+        self,
+        cfg: AppConfig,
+        keys: DayKeys,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.keys = keys
         self.counters = IngestCounters()
         self._tz = ZoneInfo(cfg.timezone)
@@ -120,6 +213,8 @@ class Ingest:
             beacon_key(b.identity): b.id for b in cfg.store.beacons
         }
         self._retention_s = cfg.privacy.raw_retention_s
+        self.pending_tlm = PendingTelemetry(self.counters, self._retention_s, monotonic=monotonic)
+        self._tlm_waiting = self.pending_tlm.waiting
         self._day_cache: tuple[float, float, dt.date] = (0.0, 0.0, dt.date.min)
 
     def local_date(self, ts: float) -> dt.date:
@@ -167,7 +262,12 @@ class Ingest:
             if frames.APPLE_COMPANY_ID in md:
                 beacon = frames.parse_ibeacon(md[frames.APPLE_COMPANY_ID])
             if beacon is None and self._eddystone_key in sd:
-                beacon = frames.parse_eddystone_uid(sd[self._eddystone_key])
+                eddystone = frames.parse_eddystone(sd[self._eddystone_key])
+                if type(eddystone) is frames.EddystoneUid:
+                    beacon = eddystone
+                else:
+                    self._eddystone_other(eddystone, adv.address, adv.ts)
+                    return None
             if beacon is None:
                 for company, payload in md.items():
                     beacon = frames.parse_altbeacon(company, payload)
@@ -184,7 +284,21 @@ class Ingest:
             self.counters.dropped_unknown_beacon += 1
             return None
         self.counters.beacons += 1
+        if self._tlm_waiting:
+            self.pending_tlm.claim(adv.address, beacon_id)
         return BeaconSighting(beacon_id, adv.receiver, adv.rssi, adv.ts)
+
+    def _eddystone_other(self, frame: frames.EddystoneFrame, address: str, ts: float) -> None:
+        """Eddystone URL/TLM/EID: counted; a TLM waits for its beacon's identifying frame."""
+        c = self.counters
+        match frame:
+            case frames.EddystoneTlm():
+                c.eddystone_tlm += 1
+                self.pending_tlm.add(address, frame, ts)
+            case frames.EddystoneEid():
+                c.eddystone_eid += 1  # resolving needs the beacon's key: out of scope
+            case _:
+                c.eddystone_url += 1
 
     def app_payload(
         self, payload: bytes | str, sink: Callable[[Sighting], None], now: float | None = None
