@@ -4,7 +4,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${SHELFEDGE_VENV:-$ROOT/.venv}"
-EXTRAS="${SHELFEDGE_EXTRAS:-test,dev}"
+EXTRAS="${SHELFEDGE_EXTRAS:-test,dev,fleet}"
 
 need_apt=()
 want_system_pkgs="${SHELFEDGE_SYSTEM_PKGS:-}"

@@ -1,4 +1,7 @@
-"""``shelfedge fleet keygen`` / ``send``: the reference central side on the command line."""
+"""``shelfedge fleet keygen`` / ``send`` / ``listen`` / ``report``: the reference central side.
+
+On the command line; ``listen`` and ``report`` register their own options.
+"""
 
 from __future__ import annotations
 
@@ -110,7 +113,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     """Register ``fleet`` and its sub-commands."""
-    fleet = sub.add_parser("fleet", help="reference central side: keys and signed commands")
+    fleet = sub.add_parser("fleet", help="reference central side: commands and aggregates")
     fsub = fleet.add_subparsers(dest="fleet_command", metavar="SUBCOMMAND")
     keygen = fsub.add_parser("keygen", help="write an Ed25519 key pair for signing commands")
     keygen.add_argument("--out", default="central-ed25519.pem", help="private key file")
@@ -135,3 +138,8 @@ def add_parser(sub: Any) -> None:
     send.add_argument("--card", help="update_model: the model's card (JSON)")
     send.add_argument("--chunk-bytes", type=int, default=24 * 1024, help="update_model chunk size")
     send.set_defaults(func=_cmd_send)
+    from .listen import add_listen_parser
+    from .report import add_report_parser
+
+    add_listen_parser(fsub)
+    add_report_parser(fsub)
