@@ -371,6 +371,7 @@ class Application:
         if window is not None and self.spool is not None:
             self.spool.add(window)
         await self.flush_windows()
+        await self.drain_outbox(STOP_DRAIN_S)
         if self._command_tasks:
             await asyncio.wait(set(self._command_tasks), timeout=STOP_DRAIN_S)
         await self.supervisor.stop()
@@ -426,6 +427,18 @@ class Application:
         """One housekeeping turn (the supervised loop calls this every second)."""
         self.tick(self.clock.now())
         await self.flush_windows()
+
+    async def drain_outbox(self, within_s: float) -> int:
+        """While the broker is up, give the uplink up to ``within_s`` to empty the outbox
+        (a clean stop, or the end of a demo); returns the rows still pending."""
+        link, outbox = self.link, self.outbox
+        if link is None or outbox is None:
+            return 0
+        for _ in range(max(1, math.ceil(within_s / 0.05))):
+            if outbox.pending_count() == 0 or not link.online:
+                break
+            await asyncio.sleep(0.05)
+        return outbox.pending_count()
 
     async def drain(self) -> None:
         """Wait until every queued presence event has been decided (simulation back-pressure)."""

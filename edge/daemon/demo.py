@@ -30,6 +30,7 @@ from .service import Screenshot, SetKeys
 _LOGGER = logging.getLogger(__name__)
 DEMO_CONFIG = Path(__file__).with_name("demo-store.yaml")
 STEP_S = 1.0
+BROKER_DRAIN_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +47,13 @@ class DemoOptions:
 
 
 def demo_config(opts: DemoOptions) -> AppConfig:
-    """The demo store config with state under the output folder and no broker."""
+    """The demo store config with state under the output folder and no radio.
+
+    When the config enables ``mqtt``, the demo publishes its windows, state and offers to
+    that broker as ``run`` does (times in the payloads are the simulated clock's)."""
     cfg = load_config(opts.config or DEMO_CONFIG)
-    mqtt = cfg.mqtt.model_copy(update={"enabled": False})
     radio = cfg.radio.model_copy(update={"enabled": False})
-    return cfg.model_copy(update={"state_dir": opts.out / "state", "mqtt": mqtt, "radio": radio})
+    return cfg.model_copy(update={"state_dir": opts.out / "state", "radio": radio})
 
 
 class _Progress:
@@ -96,7 +99,7 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
     app = Application(
         cfg,
         clock=clock,
-        features=Features(display=opts.display, mqtt=False, model=True, autotick=False),
+        features=Features(display=opts.display, mqtt=cfg.mqtt.enabled, model=True, autotick=False),
         holdout_salt=random.Random(opts.seed).randbytes,
     )
     service = app.service
@@ -182,6 +185,8 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
                 await snapshot(f"frame-{len(frames):03d}-final.png")
             except Exception as exc:  # a failed snapshot must not lose the summary
                 _LOGGER.error("final snapshot failed: %s", type(exc).__name__)
+        # With a broker: what the outbox holds goes out before the summary (bounded wait).
+        outbox_pending = await app.drain_outbox(BROKER_DRAIN_S)
         status = await service.status()
         await app.stop()
         progress.done()
@@ -214,6 +219,8 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
         "frames": frames,
         "events_dropped": local["events_dropped"],
         "outbox": str(cfg.state_dir / "outbox.sqlite3"),
+        "broker": f"{cfg.mqtt.host}:{cfg.mqtt.port}" if cfg.mqtt.enabled else None,
+        "outbox_pending_at_end": outbox_pending,
         "control_socket": str(cfg.state_dir / "control.sock"),
     }
     (opts.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

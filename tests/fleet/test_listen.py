@@ -247,3 +247,64 @@ def test_a_bad_database_url_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert res.returncode == 1
     assert "sqlite:///" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.timeout(240)
+def test_a_demo_on_the_broker_feeds_fleet_listen_end_to_end(
+    tmp_path: Path, mosquitto: Mosquitto, mqtt_capture: Callable[[str], MqttCapture]
+) -> None:
+    import datetime as dt
+
+    import yaml
+
+    from tests.helpers import DEMO_STORE
+
+    site = f"site-{uuid.uuid4().hex[:8]}"
+    data = yaml.safe_load(DEMO_STORE.read_text())
+    data.update(site=site)
+    data["display"]["enabled"] = False
+    data["mqtt"].update(enabled=True, host=mosquitto.host, port=mosquitto.port)
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text(yaml.safe_dump(data, sort_keys=False))
+    sim_start = dt.datetime.fromisoformat(str(data["simulator"]["start"]))
+    if sim_start.tzinfo is None:
+        from zoneinfo import ZoneInfo
+
+        sim_start = sim_start.replace(tzinfo=ZoneInfo(data["timezone"]))
+    t0 = sim_start.timestamp()
+    capture = mqtt_capture(f"shelfedge/v1/{site}/#")
+    db = f"sqlite:///{tmp_path / 'fleet.db'}"
+    with listeners(1, mosquitto, db, f"g{uuid.uuid4().hex[:6]}") as (proc,):
+        res = subprocess.run(
+            [sys.executable, "-m", "edge", "demo", "--minutes", "35", "--speed", "0",
+             "--no-display", "--config", str(cfg), "--out", str(tmp_path / "out")],
+            capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr[-3000:]
+        summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+        assert summary["outbox_pending_at_end"] == 0
+        aggs = [json.loads(m.payload) for m in capture.messages() if m.topic.endswith("/agg")]
+        assert len(aggs) >= 2  # two full 15-minute windows and the partial one at the end
+        assert _wait_rows(db, len(aggs), site) == len(aggs)
+        time.sleep(0.5)
+        stored, dups, states, _acks, rejected = proc.stop()
+    assert (stored, dups, rejected) == (len(aggs), 0, {})
+    assert states >= 2  # online at connect, offline at the clean stop
+    # payload times are the simulated clock's, not the wall clock's
+    for a in aggs:
+        assert t0 - 900 <= a["window_start"] < t0 + 35 * 60, a["window_start"]
+    offers = [json.loads(m.payload) for m in capture.messages() if m.topic.endswith("/offer")]
+    assert offers, "the demo made no offers on the broker"
+    assert all(t0 < o["expires_at"] < t0 + 3 * 86_400 for o in offers)
+    store = open_store(db)
+    try:
+        assert sorted(r.id for r in store.aggregates(site, None, None)) == sorted(
+            a["id"] for a in aggs
+        )
+        (state,) = store.states(site)
+        assert (state.device, state.online) == (data["device"], False)
+    finally:
+        store.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("fleet.db*"))
+    for o in offers:  # offers carry tokens: never subscribed to, never stored
+        assert o["token"].encode() not in raw and bytes.fromhex(o["token"]) not in raw
