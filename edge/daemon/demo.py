@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo
 
 from edge.config import AppConfig, load_config
 from edge.events import Advertisement
+from edge.presence.scoring import ZoneScorer
+from edge.presence.trace import SimTraceRecorder
 
 from .app import Application, Features
 from .clock import SimClock
@@ -44,6 +46,7 @@ class DemoOptions:
     config: Path | None = None
     snapshot_every_min: float = 5.0
     display: bool = True
+    record_trace: Path | None = None  # the simulator's trace with ground truth (JSON lines)
 
 
 def demo_config(opts: DemoOptions) -> AppConfig:
@@ -109,7 +112,7 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
     wall_start = time.monotonic()
     end = sim.start_ts + opts.minutes * 60.0
     progress = _Progress(stream)
-    correct = total = 0
+    headline = ZoneScorer()  # every live token each second (rotation tails included)
     detected: set[int] = set()
     frames: list[str] = []
     next_snapshot = sim.start_ts
@@ -117,6 +120,7 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
     t = sim.start_ts
 
     evaluation = DemoEvaluation(sim, sim.start_ts)
+    recorder = None if opts.record_trace is None else SimTraceRecorder(opts.record_trace, sim)
 
     async def snapshot(name: str) -> None:
         result = await service.screenshot(Screenshot(str(frames_dir / name)))
@@ -127,6 +131,8 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
             t = min(t + STEP_S, end)
             for item in sim.advance(t):
                 clock.set(item.ts)
+                if recorder is not None:
+                    recorder.item(item)
                 if isinstance(item, Advertisement):
                     app.on_advertisement(item)
                 elif isinstance(item, AppReport):
@@ -145,10 +151,7 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
                 shopper = sim.shopper_of(token)
                 if shopper is not None:
                     detected.add(shopper)
-                truth = sim.true_zone(token, t)
-                if est is not None and truth is not None:
-                    total += 1
-                    correct += int(est == truth)
+                headline.tally(sim.true_zone(token, t), est)
             await app.drain()  # the simulator must not outrun the decision stage
             if app.display is not None and (
                 t >= next_snapshot or (not first_cue_snapshot and app.counters.offers > 0)
@@ -171,7 +174,7 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
                     "phones": len(live),
                     "offers": app.counters.offers,
                     "windows": 0 if app.spool is None else app.spool.written,
-                    "zone-acc": f"{correct / total:.1%}" if total else "-",
+                    "zone-acc": f"{headline.ok / headline.scored:.1%}" if headline.scored else "-",
                 },
             )
             if opts.speed > 0:
@@ -187,6 +190,8 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
                 _LOGGER.error("final snapshot failed: %s", type(exc).__name__)
         # With a broker: what the outbox holds goes out before the summary (bounded wait).
         outbox_pending = await app.drain_outbox(BROKER_DRAIN_S)
+        if recorder is not None:
+            recorder.close()
         status = await service.status()
         await app.stop()
         progress.done()
@@ -196,8 +201,8 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
         "shoppers": stats.shoppers,
         "opted_in": stats.opted_in,
         "opted_in_detected": len(detected),
-        "zone_accuracy": round(correct / total, 4) if total else 0.0,
-        "zone_samples": total,
+        "zone_accuracy": headline.accuracy(),
+        "zone_samples": headline.scored,
         "offers": app.counters.offers,
         "offers_model_ranked": app.counters.offers_model_ranked,
         "windows_written": 0 if app.spool is None else app.spool.written,

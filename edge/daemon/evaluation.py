@@ -19,17 +19,11 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge.presence.scoring import ZoneScorer, share
 from edge.sim import StoreSimulator
 from edge.sim import advertise as air
 
 MOVING_M_PER_S = 0.2
-
-
-@dataclass(slots=True)
-class _Track:
-    truth: str | None = None
-    changed_at: float | None = None
-    detected: bool = False
 
 
 @dataclass(slots=True)
@@ -43,12 +37,12 @@ class DemoEvaluation:
             ("still_ok", "still_n", "moving_ok", "moving_n", "tail", "scored"), 0
         )
     )
-    latencies: list[float] = field(default_factory=list)
+    scorer: ZoneScorer = field(default_factory=ZoneScorer)  # per shopper: latency, flaps
     detection: list[float] = field(default_factory=list)
     covered: int = 0
     shopper_seconds: int = 0
     max_raw_age_s: float = 0.0
-    _tracks: dict[int, _Track] = field(default_factory=dict)
+    _detected: set[int] = field(default_factory=set)
 
     def observe(self, t: float, estimates: dict[bytes, str | None], raw_age_s: float) -> None:
         """One simulated second: the tracker's estimates by token, the oldest raw record age."""
@@ -71,55 +65,38 @@ class DemoEvaluation:
             if pos is None:
                 continue
             truth = zones.containing(*pos)
-            track = self._tracks.setdefault(shopper.id, _Track())
-            if truth != track.truth:
-                if track.truth is not None:
-                    track.changed_at = t
-                track.truth = truth
-            self.shopper_seconds += 1
             est = by_shopper.get(shopper.id)
+            verdict = self.scorer.observe(shopper.id, t, truth, est)
+            self.shopper_seconds += 1
             if est is None:
                 continue
             self.covered += 1
-            if not track.detected:
-                track.detected = True
+            if shopper.id not in self._detected:
+                self._detected.add(shopper.id)
                 if shopper.arrival >= self.start_ts:
                     self.detection.append(t - shopper.arrival)
-            if truth is None:
+            if verdict is None:
                 continue
             self.counts["scored"] += 1
             moving = before is not None and math.dist(pos, before) > MOVING_M_PER_S
             key = "moving" if moving else "still"
             self.counts[f"{key}_n"] += 1
-            self.counts[f"{key}_ok"] += int(est == truth)
-            if track.changed_at is not None and est == truth:
-                self.latencies.append(t - track.changed_at)
-                track.changed_at = None
+            self.counts[f"{key}_ok"] += int(verdict)
 
     def summary(self) -> dict[str, Any]:
         """The metrics (rounded) for the demo summary."""
         c = self.counts
-
-        def share(ok: int, n: int) -> float:
-            return round(ok / n, 4) if n else 0.0
-
-        def pct(values: list[float], q: float) -> float | None:
-            if not values:
-                return None
-            ordered = sorted(values)
-            return round(ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))], 1)
-
+        scorer = self.scorer
         return {
             "zone_accuracy_still": share(c["still_ok"], c["still_n"]),
             "zone_accuracy_moving": share(c["moving_ok"], c["moving_n"]),
             "moving_share": share(c["moving_n"], c["still_n"] + c["moving_n"]),
             "zone_change_latency_s": {
-                "median": None
-                if not self.latencies
-                else round(statistics.median(self.latencies), 1),
-                "p90": pct(self.latencies, 0.9),
-                "changes": len(self.latencies),
+                "median": scorer.latency_median(),
+                "p90": scorer.latency_p90(),
+                "changes": len(scorer.latencies),
             },
+            "flaps_per_min": scorer.flaps_per_min(),
             "first_detection_s_median": (
                 None if not self.detection else round(statistics.median(self.detection), 1)
             ),

@@ -59,6 +59,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         out=Path(args.out),
         config=Path(args.config) if args.config else None,
         display=not args.no_display,
+        record_trace=Path(args.record_trace) if args.record_trace else None,
     )
     try:
         summary = _run_with_signals(run_demo(opts))
@@ -171,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo-out", help="folder for frames and results")
     demo.add_argument("--config", help="store config (default: the built-in demo store)")
     demo.add_argument("--no-display", action="store_true", help="do not render frames")
+    demo.add_argument(
+        "--record-trace", metavar="FILE", help="write the simulator's trace with ground truth"
+    )
     demo.set_defaults(func=_cmd_demo)
 
     from edge.ops.status import add_parser as add_status
@@ -186,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     from edge.ops.calibrate import add_parser as add_calibrate
 
     add_calibrate(sub)
+    from edge.ops.presence_cli import add_parser as add_presence
+
+    add_presence(sub)
 
     add_fleet(sub)
 
