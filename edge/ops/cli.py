@@ -190,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     from edge.ops.calibrate import add_parser as add_calibrate
 
     add_calibrate(sub)
+    from edge.radio.decode_cli import add_parser as add_frames
+
+    add_frames(sub)
     from edge.ops.presence_cli import add_parser as add_presence
 
     add_presence(sub)

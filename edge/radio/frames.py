@@ -157,9 +157,9 @@ Frame = TokenFrame | IBeacon | AltBeacon | EddystoneUid | EddystoneUrl | Eddysto
 
 @dataclass(frozen=True, slots=True)
 class Malformed:
-    """A frame of a known kind that does not decode: the kind and why."""
+    """A frame that does not decode: the kind it claims (None if no known kind) and why."""
 
-    kind: str
+    kind: str | None
     error: str
 
 
@@ -305,14 +305,19 @@ def parse_eddystone(payload: bytes) -> EddystoneFrame:
     raise FrameError(f"Eddystone: unknown frame type 0x{ftype:02x}")
 
 
-def eddystone_kind(payload: bytes) -> str:
-    """The frame kind Eddystone service data claims by its first byte (for error reports)."""
-    return {
-        FRAME_UID: "eddystone_uid",
-        FRAME_URL: "eddystone_url",
-        FRAME_TLM: "eddystone_tlm",
-        FRAME_EID: "eddystone_eid",
-    }.get(payload[0] if payload else -1, "eddystone")
+def eddystone_kind(payload: bytes) -> str | None:
+    """The frame kind Eddystone service data claims by its type nibble; None if unknown."""
+    if not payload:
+        return None
+    return _EDDYSTONE_KINDS.get(payload[0] & 0xF0)
+
+
+_EDDYSTONE_KINDS = {
+    FRAME_UID: "eddystone_uid",
+    FRAME_URL: "eddystone_url",
+    FRAME_TLM: "eddystone_tlm",
+    FRAME_EID: "eddystone_eid",
+}
 
 
 def parse_eddystone_uid(payload: bytes) -> EddystoneUid | None:
@@ -322,7 +327,9 @@ def parse_eddystone_uid(payload: bytes) -> EddystoneUid | None:
     return _eddystone_uid(payload)
 
 
-def _attempt(kind: str, decode: Callable[[], Frame | None], bad: list[Malformed]) -> Frame | None:
+def _attempt(
+    kind: str | None, decode: Callable[[], Frame | None], bad: list[Malformed]
+) -> Frame | None:
     try:
         return decode()
     except FrameError as exc:
@@ -344,7 +351,7 @@ def classify(
     company id. The first that decodes wins; if none does, the first malformed one is
     returned with its error; ``None`` when nothing is of a known kind.
     """
-    candidates: list[tuple[str, Callable[[], Frame | None]]] = []
+    candidates: list[tuple[str | None, Callable[[], Frame | None]]] = []
     sd_token = service_data.get(uuid16_key(token_service_uuid))
     if sd_token is not None:
         candidates.append(("token", partial(parse_token, sd_token)))
