@@ -6,7 +6,7 @@
 # NumPy < 2). Arguments are passed to pytest (e.g. -k outbox -x) and skip those extra steps.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SHELFEDGE_SYSTEM_PKGS="mosquitto postgresql" bash "$ROOT/scripts/bootstrap.sh"
+SHELFEDGE_SYSTEM_PKGS="mosquitto postgresql dbus-daemon" bash "$ROOT/scripts/bootstrap.sh"
 cd "$ROOT"
 export SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
 

@@ -59,6 +59,7 @@ def cross_check(cfg: AppConfig) -> list[tuple[Path, str]]:
 
     if cfg.radio.receiver is not None and cfg.radio.receiver not in receiver_ids:
         out.append((("radio", "receiver"), f"unknown receiver {cfg.radio.receiver!r}"))
+    out.extend(_radio_adapters(cfg, receiver_ids))
     if cfg.display.screen is not None and cfg.display.screen not in screen_ids:
         out.append((("display", "screen"), f"unknown screen {cfg.display.screen!r}"))
     if cfg.presence.token_ttl_s > cfg.privacy.raw_retention_s:
@@ -73,4 +74,40 @@ def cross_check(cfg: AppConfig) -> list[tuple[Path, str]]:
         x, y, zw, zd = zone.rect
         if x < 0 or y < 0 or x + zw > w + 1e-9 or y + zd > d + 1e-9:
             out.append((("store", "zones", zi, "rect"), f"zone lies outside the {w}×{d} m floor"))
+    return out
+
+
+def _radio_adapters(cfg: AppConfig, receiver_ids: set[str]) -> list[tuple[Path, str]]:
+    """Each adapter names a known receiver; no adapter or receiver twice; one way to say it."""
+    radio = cfg.radio
+    out: list[tuple[Path, str]] = []
+    if radio.adapters and radio.receiver is not None:
+        out.append(
+            (("radio", "receiver"), "set either radio.adapters or radio.adapter/receiver, not both")
+        )
+    seen_adapters: set[str] = set()
+    seen_receivers: set[str] = set()
+    for ai, ad in enumerate(radio.adapters):
+        if ad.receiver not in receiver_ids:
+            known = ", ".join(sorted(receiver_ids)) or "none defined"
+            out.append(
+                (
+                    ("radio", "adapters", ai, "receiver"),
+                    f"unknown receiver {ad.receiver!r} (store.receivers has: {known})",
+                )
+            )
+        if ad.adapter in seen_adapters:
+            out.append((("radio", "adapters", ai, "adapter"), f"adapter {ad.adapter!r} twice"))
+        if ad.receiver in seen_receivers:
+            out.append((("radio", "adapters", ai, "receiver"), f"receiver {ad.receiver!r} twice"))
+        seen_adapters.add(ad.adapter)
+        seen_receivers.add(ad.receiver)
+    if radio.enabled and not radio.scan_adapters():
+        out.append(
+            (
+                ("radio", "enabled"),
+                "radio.enabled needs radio.receiver (or radio.adapters): the store.receivers "
+                "id each adapter stands for",
+            )
+        )
     return out

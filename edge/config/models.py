@@ -132,15 +132,47 @@ class Store(Strict):
     screens: list[Screen] = Field(default_factory=list)
 
 
+AdapterName = Annotated[
+    str, Field(pattern=r"^hci[0-9]{1,3}$", description="BlueZ adapter name, e.g. hci0")
+]
+
+
+class RadioAdapter(Strict):
+    """One BLE adapter the appliance scans with, and the receiver (antenna place) it is."""
+
+    adapter: AdapterName
+    receiver: Id = Field(description="store.receivers id this adapter stands for")
+
+
 class Radio(Strict):
     """BLE scanning and token frame identifiers (BRIEF §4)."""
 
-    enabled: bool = Field(default=False, description="scan with the BLE adapter")
-    adapter: str = "hci0"
+    enabled: bool = Field(default=False, description="scan with the BLE adapter(s)")
+    adapter: AdapterName = "hci0"
     receiver: Id | None = Field(default=None, description="store.receivers id of this radio")
+    adapters: list[RadioAdapter] = Field(
+        default_factory=list,
+        description="several adapters, one scanner (and one receiver) each; when empty, "
+        "`adapter` and `receiver` describe the only one",
+    )
+    silence_s: float = Field(
+        default=60.0,
+        ge=1.0,
+        le=3600.0,
+        description="scanner watchdog: no advert for this long while store.beacons are "
+        "configured restarts the scan, then power-cycles the adapter",
+    )
     token_service_uuid: int = Field(default=0xFFF4, ge=0, le=0xFFFF)
     token_company_id: int = Field(default=0xFFFF, ge=0, le=0xFFFF)
     accept: Literal["both", "service_data", "manufacturer_data"] = "both"
+
+    def scan_adapters(self) -> list[RadioAdapter]:
+        """The adapters to scan with: ``adapters``, else ``adapter`` as ``receiver``."""
+        if self.adapters:
+            return list(self.adapters)
+        if self.receiver is None:
+            return []
+        return [RadioAdapter(adapter=self.adapter, receiver=self.receiver)]
 
 
 class Privacy(Strict):

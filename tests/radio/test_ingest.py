@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import struct
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.events import Advertisement, BeaconSighting, Sighting, SightingSource
+from edge.privacy.holders import RawHolder
 from edge.radio import DayKeys, Ingest, token_tag
 from edge.radio.frames import uuid16_key
 from tests.helpers import demo_config
@@ -180,3 +183,145 @@ def test_app_sighting_with_a_duplicate_key_is_rejected() -> None:
     assert json.loads(dup)["rssi"] == -20  # plain JSON parsers would silently take the last
     assert ing.app_payload(dup, sink.append, now=now) == 0
     assert ing.counters.app_invalid == 1 and sink == []
+
+
+# -- Eddystone TLM / EID / URL: reference beacon health -------------------------------------------
+
+_NS = "8b0ca750e7a74e14bd99"
+
+
+def _uid(instance: str) -> bytes:  # Eddystone-UID as the spec lays it out, RFU included
+    return b"\x00\xec" + bytes.fromhex(_NS + instance) + b"\x00\x00"
+
+
+def _tlm(battery_mv: int, temp_raw: int, adv: int, deciseconds: int) -> bytes:
+    return b"\x20\x00" + struct.pack(">HHII", battery_mv, temp_raw, adv, deciseconds)
+
+
+class _Mono:
+    def __init__(self) -> None:
+        self.t = 500.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _tlm_ingest() -> tuple[Ingest, float, _Mono]:
+    cfg = demo_config()
+    noon = dt.datetime(2026, 11, 23, 12, 0, tzinfo=ZoneInfo(cfg.timezone))
+    mono = _Mono()
+    return Ingest(cfg, DayKeys(), monotonic=mono), noon.timestamp(), mono
+
+
+def _eddy(ts: float, payload: bytes, address: str) -> Advertisement:
+    return Advertisement(address, -70, ts, "rx-coffee", {}, {uuid16_key(0xFEAA): payload})
+
+
+def test_tlm_of_a_reference_beacon_goes_to_its_health() -> None:
+    ing, now, mono = _tlm_ingest()
+    coffee = "C0:00:00:00:00:06"
+    # TLM first (it names no beacon): it waits for the same address's identifying frame.
+    assert ing.advertisement(_eddy(now, _tlm(2950, 0x1780, 4242, 36_000), coffee)) is None
+    assert ing.counters.eddystone_tlm == 1 and ing.counters.beacon_telemetry == {}
+    assert ing.pending_tlm.held(mono.t).records == 1
+    mono.t += 1.0
+    s = ing.advertisement(_eddy(now + 1, _uid("000000000006"), coffee))
+    assert isinstance(s, BeaconSighting) and s.beacon == "b-coffee"
+    assert ing.counters.beacon_telemetry == {
+        "b-coffee": {
+            "battery_mv": 2950,
+            "temperature_c": 23.5,
+            "adv_count": 4242,
+            "uptime_s": 3600.0,
+            "ts": now,
+        }
+    }
+    assert ing.pending_tlm.held(mono.t).records == 0
+    # "not supported" values stay None; the latest TLM replaces the figures
+    ing.advertisement(_eddy(now + 2, _tlm(0, 0x8000, 4300, 36_010), coffee))
+    ing.advertisement(_eddy(now + 2, _uid("000000000006"), coffee))
+    tele = ing.counters.as_dict()["beacon_telemetry"]["b-coffee"]
+    assert (tele["battery_mv"], tele["temperature_c"], tele["adv_count"]) == (None, None, 4300)
+    # as_dict hands out copies: status cannot change the live figures
+    tele["battery_mv"] = 1
+    assert ing.counters.beacon_telemetry["b-coffee"]["battery_mv"] is None
+
+
+def test_tlm_needs_the_same_address_and_a_configured_beacon() -> None:
+    ing, now, mono = _tlm_ingest()
+    ing.advertisement(_eddy(now, _tlm(3000, 0x1400, 1, 1), "C0:00:00:00:00:AA"))
+    # another address's UID does not claim it; an unknown beacon at that address neither
+    ing.advertisement(_eddy(now, _uid("000000000006"), "C0:00:00:00:00:06"))
+    ing.advertisement(_eddy(now, _uid("0000000000ff"), "C0:00:00:00:00:AA"))
+    assert ing.counters.beacon_telemetry == {}
+    assert ing.counters.dropped_unknown_beacon == 1
+    # claimed too late (past the raw retention) it is counted, not filed
+    mono.t += 31.0
+    ing.advertisement(_eddy(now + 31, _uid("000000000005"), "C0:00:00:00:00:AA"))
+    assert ing.counters.beacon_telemetry == {} and ing.counters.tlm_unattributed == 1
+
+
+def test_pending_tlm_is_a_bounded_raw_holder_purged_after_the_retention() -> None:
+    ing, now, mono = _tlm_ingest()
+    holder = ing.pending_tlm
+    assert isinstance(holder, RawHolder) and holder.holder_name == "radio.pending_tlm"
+    for i in range(holder.max_entries + 10):
+        ing.advertisement(
+            _eddy(now, _tlm(3000, 0x1400, i, i), f"C0:00:00:00:{i >> 8:02X}:{i & 255:02X}")
+        )
+    assert holder.held(mono.t).records == holder.max_entries
+    assert ing.counters.tlm_unattributed == 10  # the oldest were pushed out, and counted
+    assert holder.forget(RPI) == 0
+    mono.t += ing.pending_tlm.retention_s - 1
+    holder.purge(mono.t)
+    assert holder.held(mono.t).records == holder.max_entries
+    assert holder.held(mono.t).oldest_age_s == ing.pending_tlm.retention_s - 1
+    mono.t += 2
+    holder.purge(mono.t)
+    assert holder.held(mono.t).records == 0
+    assert ing.counters.tlm_unattributed == holder.max_entries + 10
+
+
+def test_eid_and_url_are_counted_and_malformed_eddystone_dropped() -> None:
+    ing, now, _ = _tlm_ingest()
+    addr = "C0:00:00:00:00:01"
+    assert ing.advertisement(_eddy(now, b"\x30\xf0" + bytes(8), addr)) is None
+    assert ing.advertisement(_eddy(now, b"\x30\xf0" + bytes(8), addr)) is None
+    assert ing.advertisement(_eddy(now, b"\x10\xeb\x03shop\x07", addr)) is None
+    c = ing.counters
+    assert (c.eddystone_eid, c.eddystone_url, c.dropped_malformed) == (2, 1, 0)
+    for bad in (b"\x30\xf0" + bytes(7), b"\x20\x01" + bytes(16), b"\x40", b"\x10\xeb\x09"):
+        assert ing.advertisement(_eddy(now, bad, addr)) is None
+    assert c.dropped_malformed == 4 and c.eddystone_eid == 2
+
+
+def test_several_company_ids_in_one_advert_resolve_the_beacon() -> None:
+    ing, now = _ingest()
+    bid = bytes.fromhex("2f234454cf6d4a0fadf2f4911ba9ffa600080001")
+    md = {
+        0x004C: b"\x10\x05\x01\x02\x03\x04\x05",  # Apple Continuity
+        0x0006: b"\x01\x09\x20\x02",  # Microsoft
+        0x0118: b"\xbe\xac" + bid + b"\xc4\x00",
+    }
+    s = ing.advertisement(_adv(now, manufacturer_data=md))
+    assert isinstance(s, BeaconSighting) and s.beacon == "b-beverages"
+
+
+def test_the_daemon_registers_the_pending_tlm_holder_and_shows_telemetry(tmp_path: Path) -> None:
+    from edge.daemon.app import Application
+    from edge.daemon.clock import SimClock
+
+    cfg = demo_config(state_dir=tmp_path / "state")
+    clock = SimClock(1_795_000_000.0)
+    app = Application(cfg, clock=clock)
+    try:
+        assert "radio.pending_tlm" in app.registry.names()
+        addr = "C0:00:00:00:00:07"
+        ts = clock.now()
+        app.on_advertisement(_eddy(ts, _tlm(3100, 0x1600, 10, 100), addr))
+        assert app.registry.holdings(clock.monotonic())["radio.pending_tlm"].records == 1
+        app.on_advertisement(_eddy(ts, _uid("000000000007"), addr))
+        tele = app._local_counters()["ingest"]["beacon_telemetry"]
+        assert tele["b-snacks"]["battery_mv"] == 3100 and tele["b-snacks"]["temperature_c"] == 22.0
+    finally:
+        app.ledger.close()
