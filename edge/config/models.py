@@ -197,7 +197,24 @@ class Privacy(Strict):
         "can show in one window",
     )
     max_zones_per_window: int = Field(default=3, ge=1, le=50)
+    release: Literal["day", "window"] = Field(
+        default="day",
+        description="day: one release per site-local day's counting hours (named statistics, "
+        "docs/PRIVACY.md); window: every window_s window per zone (noise-dominated)",
+    )
+    day_hours: tuple[int, int] = Field(
+        default=(0, 24),
+        description="local counting hours [open, close) of the day release; only tokens seen "
+        "within them count, and fewer hours mean fewer tokens per person and less noise",
+    )
     anonymous_footfall: bool = False
+
+    @field_validator("day_hours")
+    @classmethod
+    def _hours_ok(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if not 0 <= v[0] < v[1] <= 24:
+            raise ValueError("day_hours must be [open, close) with 0 <= open < close <= 24")
+        return v
     day_keys: dict[str, str] = Field(
         default_factory=dict,
         description="site day keys YYYY-MM-DD → 32 hex bytes; normally pushed by set_keys",
@@ -368,6 +385,14 @@ class Simulator(Strict):
     ios_share: float = Field(default=0.5, ge=0, le=1)
     tier_weights: tuple[float, float, float, float] = (0.1, 0.3, 0.6, 0.0)
     shadowing_sigma_db: float = Field(default=6.0, ge=0, le=20)
+    shadowing: Literal["correlated", "iid"] = Field(
+        default="correlated",
+        description="correlated: AR(1) shadowing per phone-anchor pair, body and fades "
+        "(edge/sim/radio_model.py); iid: independent N(0, sigma) per packet, for comparison",
+    )
+    shadowing_correlation_s: float = Field(default=5.0, gt=0, le=600)
+    body_loss_db: float = Field(default=8.0, ge=0, le=30)
+    fade_probability: float = Field(default=0.03, ge=0, le=0.5)
     drop_rate: float = Field(default=0.15, ge=0, lt=1)
     adv_interval_s: float = Field(default=1.0, gt=0, le=10)
     app_report_interval_s: float = Field(default=2.0, gt=0, le=60)

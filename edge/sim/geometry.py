@@ -75,12 +75,15 @@ class WalkPath:
 
     ``leg_zones[i]`` is the zone of leg i (waypoint i to i+1) when it is constant (a dwell at
     one point), or None for a walking leg whose zone is looked up from the position.
+    ``headings[i]`` is where the shopper faces on leg i: the walking direction, or a facing
+    drawn for a dwell (for the simulator's body shadowing).
     """
 
     times: tuple[float, ...]
     xs: tuple[float, ...]
     ys: tuple[float, ...]
     leg_zones: tuple[str | None, ...]
+    headings: tuple[float, ...] = ()  # per leg: walking direction, or the facing in a dwell
 
     @property
     def start(self) -> float:
@@ -107,6 +110,12 @@ class WalkPath:
         f = (t - t0) / (t1 - t0)
         x0, y0 = self.xs[i], self.ys[i]
         return (x0 + f * (self.xs[i + 1] - x0), y0 + f * (self.ys[i + 1] - y0))
+
+    def heading(self, t: float) -> float | None:
+        """Which way the shopper faces at ``t`` (radians, x axis = 0); None if unknown."""
+        if not self.headings or t < self.times[0] or t > self.times[-1]:
+            return None
+        return self.headings[self._leg(t)]
 
     def zone(self, t: float, zones: ZoneMap) -> str | None:
         """Ground-truth zone at ``t``; None before entering or after leaving."""

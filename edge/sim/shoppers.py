@@ -63,9 +63,18 @@ class Shopper:
 class ShopperFactory:
     """Draws shoppers from the simulator settings with one seeded ``random.Random``."""
 
-    def __init__(self, cfg: AppConfig, zones: ZoneMap, rng: random.Random) -> None:
+    def __init__(
+        self,
+        cfg: AppConfig,
+        zones: ZoneMap,
+        rng: random.Random,
+        facing_rng: random.Random | None = None,
+    ) -> None:
         sim = cfg.simulator
         self._rng = rng
+        # Facings during dwells come from their own stream so plans stay the same with or
+        # without them (the i.i.d. and correlated radio models see the same shoppers).
+        self._facing = facing_rng or random.Random(0)
         self._zones = zones
         self._entrance: Point = cfg.store.entrance
         self._speed = sim.walking_speed_mps
@@ -140,6 +149,8 @@ class ShopperFactory:
         x, y = self._entrance
         times, xs, ys = [t], [x], [y]
         legs: list[str | None] = []
+        headings: list[float] = []
+        facing = self._facing
         for stop in stops:
             tx, ty = zones.random_point(stop, rng)
             t += math.hypot(tx - x, ty - y) / self._speed
@@ -147,16 +158,19 @@ class ShopperFactory:
             xs.append(tx)
             ys.append(ty)
             legs.append(None)
+            headings.append(math.atan2(ty - y, tx - x))
             t += rng.uniform(*self._dwell)
             times.append(t)
             xs.append(tx)
             ys.append(ty)
             legs.append(zones.zone_at(tx, ty))
+            headings.append(facing.uniform(-math.pi, math.pi))  # facing some shelf
             x, y = tx, ty
         ex, ey = self._entrance
         times.append(t + max(math.hypot(ex - x, ey - y) / self._speed, 1.0))
         xs.append(ex)
         ys.append(ey)
         legs.append(None)
-        path = WalkPath(tuple(times), tuple(xs), tuple(ys), tuple(legs))
+        headings.append(math.atan2(ey - y, ex - x))
+        path = WalkPath(tuple(times), tuple(xs), tuple(ys), tuple(legs), tuple(headings))
         return Shopper(shopper_id, platform, tier, key, path, tuple(zones.ids[i] for i in stops))

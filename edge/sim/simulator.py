@@ -28,7 +28,7 @@ from edge.events import Advertisement
 from edge.sim import advertise as air
 from edge.sim.days import DayKeyring, SiteCalendar
 from edge.sim.geometry import ZoneMap
-from edge.sim.radio_model import FixedLinks, Link, Listeners, NoiseSource
+from edge.sim.radio_model import FixedLinks, Link, LinkState, Listeners, NoiseSource, Shadowing
 from edge.sim.shoppers import Platform, Shopper, ShopperFactory
 
 RPI_RETENTION_S = 1800.0  # ground truth is kept this long after an RPI was last in use
@@ -100,6 +100,7 @@ class _Phone:
     manufacturer_data: Mapping[int, bytes] = field(default_factory=lambda: _EMPTY_MD)
     service_data: Mapping[str, bytes] = field(default_factory=lambda: _EMPTY_SD)
     phase: float = 0.0
+    shadow: LinkState = field(default_factory=LinkState)  # correlated shadowing, this phone
 
 
 def _default_start(cfg: AppConfig) -> float:
@@ -150,7 +151,9 @@ class StoreSimulator:
         self._air_rng = random.Random(f"shelfedge-sim/{seed}/payloads")
         noise_seed = hashlib.sha256(f"shelfedge-sim/{seed}/noise".encode()).digest()
         self._noise = NoiseSource(np.random.default_rng(int.from_bytes(noise_seed[:8], "little")))
-        self._factory = ShopperFactory(cfg, self._zones, self._plan_rng)
+        self._factory = ShopperFactory(
+            cfg, self._zones, self._plan_rng, random.Random(f"shelfedge-sim/{seed}/facing")
+        )
         self._calendar = SiteCalendar(cfg.timezone)
         self._keys = DayKeyring(seed)
 
@@ -161,6 +164,14 @@ class StoreSimulator:
             "drop_rate": sim.drop_rate,
             "max_range_m": sim.max_range_m,
             "noise": self._noise,
+            "shadowing": None
+            if sim.shadowing == "iid"
+            else Shadowing(
+                sigma_db=sim.shadowing_sigma_db,
+                correlation_s=sim.shadowing_correlation_s,
+                body_loss_db=sim.body_loss_db,
+                fade_probability=sim.fade_probability,
+            ),
         }
         self._rx = Listeners(
             [
@@ -386,10 +397,11 @@ class StoreSimulator:
 
     def _advertise(self, ts: float, phone: _Phone) -> int:
         """Queue one advertisement of the phone per receiver that hears it; return how many."""
-        pos = phone.shopper.path.position(ts)
+        path = phone.shopper.path
+        pos = path.position(ts)
         if pos is None:
             return 0
-        heard = self._rx.hear(pos[0], pos[1])
+        heard = self._rx.hear(pos[0], pos[1], state=phone.shadow, t=ts, heading=path.heading(ts))
         addr, md, sd = phone.address, phone.manufacturer_data, phone.service_data
         rx_ids = self._rx_ids
         append = self._pending.append
@@ -419,7 +431,9 @@ class StoreSimulator:
         shopper = phone.shopper
         pos = shopper.path.position(ts)
         if pos is not None:
-            heard = self._beacon_view.hear(pos[0], pos[1])
+            heard = self._beacon_view.hear(
+                pos[0], pos[1], state=phone.shadow, t=ts, heading=shopper.path.heading(ts)
+            )
             if heard:
                 frame_hex = phone.frame_hex
                 beacons = self._beacons
@@ -448,7 +462,7 @@ class StoreSimulator:
         self._push(ts + self._jitter(self._adv_interval), self._other, phone)
 
     def _beacon(self, ts: float, index: int) -> None:
-        heard = self._beacon_links.hear(index)
+        heard = self._beacon_links.hear(index, ts)
         if heard:
             addr = self._beacons[index].address
             md, sd = self._beacon_md[index], self._beacon_sd[index]
