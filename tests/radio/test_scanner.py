@@ -93,7 +93,8 @@ def _cfg(*adapters: tuple[str, str], silence_s: float = 60.0, beacons: bool = Tr
         adapters=[RadioAdapter(adapter=a, receiver=r) for a, r in adapters],
         silence_s=silence_s,
     )
-    store = cfg.store if beacons else cfg.store.model_copy(update={"beacons": [], "zones": []})
+    zones = [z.model_copy(update={"beacons": []}) for z in cfg.store.zones]
+    store = cfg.store if beacons else cfg.store.model_copy(update={"beacons": [], "zones": zones})
     return cfg.model_copy(update={"radio": radio, "store": store})
 
 
@@ -448,3 +449,13 @@ def test_single_adapter_shorthand_is_one_receiver() -> None:
     )
     assert [a.receiver for a in two.scan_adapters()] == ["rx-coffee", "rx-snacks"]
     assert Radio().scan_adapters() == []
+
+
+def test_apply_config_takes_silence_and_beacons_live_and_asks_restart_for_adapters() -> None:
+    cfg = _cfg(("hci0", "rx-coffee"))
+    scanner = AdapterScanner(cfg, cfg.radio.scan_adapters()[0], lambda adv: None, timings=FAST)
+    quieter = _cfg(("hci0", "rx-coffee"), silence_s=5.0, beacons=False)
+    assert scanner.apply_config(quieter) is False
+    assert (scanner._silence_s, scanner._beacons_configured) == (5.0, False)
+    moved = _cfg(("hci1", "rx-coffee"))
+    assert scanner.apply_config(moved) is True
