@@ -219,7 +219,7 @@ def test_eddystone_frame_type_byte() -> None:
     for unknown in (0x40, 0x50, 0xF0):
         with pytest.raises(FrameError, match=f"unknown frame type 0x{unknown:02x}"):
             fr.parse_eddystone(bytes([unknown]) + bytes(19))
-    for reserved_bits in (0x01, 0x11, 0x2F):
+    for reserved_bits in (0x01, 0x08, 0x11, 0x2F, 0x38):
         with pytest.raises(FrameError, match="reserved low bits"):
             fr.parse_eddystone(bytes([reserved_bits]) + bytes(19))
 
