@@ -17,13 +17,28 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from edge.radio.decode_cli import DecodeSettings, FrameDecoder
+from edge.radio.keys import DayKeys
 from tests.helpers import DEMO_STORE
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
 RPI = bytes.fromhex("00112233445566778899aabbccddeeff")
 UUID = "fda50693a4e24fb1afcfc6eb07647825"
+
+KINDS = {
+    None,
+    "ibeacon",
+    "altbeacon",
+    "eddystone_uid",
+    "eddystone_url",
+    "eddystone_tlm",
+    "eddystone_eid",
+    "token",
+}
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -204,3 +219,45 @@ def test_bad_arguments_and_unreadable_stdin(tmp_path: Path) -> None:
 def test_empty_input_is_fine() -> None:
     out, res = _decode(b"")
     assert (out, res.returncode, res.stderr) == ([], 0, b"")
+
+
+# -- the same decoder in-process, on arbitrary lines (the subprocess tests above are the CLI) ----
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=8,
+)
+_HEXS = st.binary(max_size=26).map(bytes.hex)
+_KEYS = st.sampled_from(["76", "0x004c", "0x0118", "65535", "0xffff", "99999", "-1", "0x"])
+_UUIDS = st.sampled_from(["feaa", "FEAA", "fff4", "0xfeaa", "0000feaa", "zz", ""])
+_ADVERT = st.fixed_dictionaries(
+    {},
+    optional={
+        "address": _JSON,
+        "rssi": st.integers(-128, 20) | _JSON,
+        "manufacturer_data": st.dictionaries(_KEYS, _HEXS | _JSON, max_size=3) | _JSON,
+        "service_data": st.dictionaries(_UUIDS, _HEXS | _JSON, max_size=3) | _JSON,
+        "ts": st.floats(allow_nan=True) | st.integers() | _JSON,
+        "tx_power": _JSON,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    line=st.one_of(
+        _ADVERT.map(lambda d: json.dumps(d).encode()),
+        _JSON.map(lambda d: json.dumps(d).encode()),
+        st.binary(max_size=60),
+    ),
+    site_key=st.booleans(),
+)
+def test_any_line_gives_one_object_with_a_kind(line: bytes, site_key: bool) -> None:
+    keys = DayKeys({dt.date(2000, 1, 1): KEY}) if site_key else None
+    decoder = FrameDecoder(DecodeSettings(keys=keys, site_key=site_key))
+    out = decoder.decode(line, 7)
+    assert out["kind"] in KINDS
+    if "error" in out:
+        assert out["error"].startswith("line 7: ")
+    json.dumps(out)  # always serialisable
