@@ -40,7 +40,11 @@ def _render(result: dict[str, Any], trace: str) -> None:
         ("lines read / malformed", f"{result['lines']} / {result['malformed_lines']}"),
         ("walks", str(result["walks"])),
         ("scored sightings", str(result["samples"])),
-        ("zone accuracy", pct(result["accuracy"]) if result["samples"] else "-"),
+        ("zone accuracy (per sighting)", pct(result["accuracy"]) if result["samples"] else "-"),
+        (
+            "zone accuracy (per phone-second)",
+            pct(result["accuracy_per_second"]) if result["samples_per_second"] else "-",
+        ),
         ("sightings with truth but no estimate", str(result["no_estimate"])),
         ("flaps per minute", num(result["flaps_per_min"])),
         ("latency after a zone change, median", num(result["latency_median_s"], " s")),

@@ -3,6 +3,7 @@ is evaluated from phone-side sightings alone; bad input gets clear errors, never
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -100,7 +101,7 @@ def test_the_demo_trace_is_the_documented_format_with_truth(
     assert {line.zone for _, line in trace.lines} <= zones | {None}
     # in time order, up to the app's millisecond rounding of an iOS report's time stamp
     ts = [line.ts for _, line in trace.lines]
-    assert all(b >= a - 0.001 for a, b in zip(ts, ts[1:], strict=False))
+    assert all(b >= a - 0.001 for a, b in itertools.pairwise(ts))
 
 
 @pytest.mark.timeout(300)
@@ -209,7 +210,9 @@ def test_frames_that_do_not_verify_are_dropped_like_on_the_device(tmp_path: Path
     frame = "11" + "ab" * 16 + "00000000"  # a tag no key in the config can produce
     trace.write_text(
         "".join(
-            json.dumps({"frame": frame, "beacon": beacon, "rssi": -60, "ts": 100.0 + i, "zone": "a"})
+            json.dumps(
+                {"frame": frame, "beacon": beacon, "rssi": -60, "ts": 100.0 + i, "zone": "a"}
+            )
             + "\n"
             for i in range(5)
         )
@@ -217,6 +220,26 @@ def test_frames_that_do_not_verify_are_dropped_like_on_the_device(tmp_path: Path
     result = _eval(config, trace)
     assert result["ingest"]["dropped_unverified"] == 5
     assert result["samples"] == 0 and result["no_estimate"] == 5
+
+
+@pytest.mark.timeout(60)
+def test_a_calibrate_recording_is_read_but_gives_nothing_to_score(tmp_path: Path) -> None:
+    """`calibrate --record` writes reference-beacon samples (no phone): counted, not scored."""
+    config = tmp_path / "store.yaml"
+    config.write_text(yaml.safe_dump(BEACON_ONLY_STORE))
+    trace = tmp_path / "walk.jsonl"
+    samples = [
+        {"ts": 10.0 + i, "beacon": b, "receiver": "rx-1", "rssi": -70}
+        for i, b in enumerate(["b-a", "b-b", "b-gone"])
+    ]
+    trace.write_text("".join(json.dumps(x) + "\n" for x in samples))
+    res = _shelfedge("presence", "eval", "--config", str(config), str(trace))
+    assert res.returncode == 0, res.stderr
+    assert "no sighting with a ground-truth zone" in res.stderr
+    assert "b-gone" in res.stdout  # a beacon id the config does not know is named
+    result = _eval(config, trace)
+    assert result["beacon_samples"] == 3 and result["unknown_beacon_ids"] == ["b-gone"]
+    assert result["samples"] == 0
 
 
 # -- bad input ---------------------------------------------------------------------------------

@@ -21,12 +21,19 @@ from edge.presence.trace import (
 )
 from edge.radio import frames
 
-IBEACON = {"kind": "ibeacon", "uuid": "5a4bcfce-174e-4bac-a814-092e77f6b7e5", "major": 1, "minor": 2}
+IBEACON = {
+    "kind": "ibeacon",
+    "uuid": "5a4bcfce-174e-4bac-a814-092e77f6b7e5",
+    "major": 1,
+    "minor": 2,
+}
 FRAME = "11" + "ab" * 16 + "01020304"
 
 
 def test_app_sighting_without_frame_with_truth_and_walk() -> None:
-    line = parse_line(json.dumps({"beacon": IBEACON, "rssi": -70, "ts": 5, "zone": "a", "walk": 3}), 2)
+    line = parse_line(
+        json.dumps({"beacon": IBEACON, "rssi": -70, "ts": 5, "zone": "a", "walk": 3}), 2
+    )
     assert isinstance(line, AppLine)
     assert line.frame is None and line.ts == 5.0 and line.walk == 3
     assert line.has_truth and line.zone == "a"
@@ -85,11 +92,11 @@ def test_format_line_only_first() -> None:
         ("[1, 2]", "not a JSON object"),
         ('{"rssi": -70, "ts": 1}', "neither an app sighting"),
         ('{"beacon": {}, "rssi": -70, "ts": 1, "beacon": {}}', "duplicate key"),
-        ('{"beacon": %s, "rssi": "-70", "ts": 1}' % json.dumps(IBEACON), "rssi"),
-        ('{"beacon": %s, "rssi": true, "ts": 1}' % json.dumps(IBEACON), "rssi"),
-        ('{"beacon": %s, "rssi": -70, "ts": "1"}' % json.dumps(IBEACON), "ts"),
-        ('{"beacon": %s, "rssi": -70, "ts": 1, "colour": 1}' % json.dumps(IBEACON), "colour"),
-        ('{"beacon": %s, "rssi": -70, "ts": 1, "frame": "abc"}' % json.dumps(IBEACON), "frame"),
+        (f'{{"beacon": {json.dumps(IBEACON)}, "rssi": "-70", "ts": 1}}', "rssi"),
+        (f'{{"beacon": {json.dumps(IBEACON)}, "rssi": true, "ts": 1}}', "rssi"),
+        (f'{{"beacon": {json.dumps(IBEACON)}, "rssi": -70, "ts": "1"}}', "ts"),
+        (f'{{"beacon": {json.dumps(IBEACON)}, "rssi": -70, "ts": 1, "colour": 1}}', "colour"),
+        (f'{{"beacon": {json.dumps(IBEACON)}, "rssi": -70, "ts": 1, "frame": "abc"}}', "frame"),
         ('{"beacon": {"kind": "ibeacon", "uuid": "x", "major": 70000, "minor": 1}, '
          '"rssi": -70, "ts": 1}', "beacon.ibeacon.major"),
         ('{"beacon": {"kind": "beacon9"}, "rssi": -70, "ts": 1}', "beacon"),
@@ -118,12 +125,16 @@ def test_problems_name_the_line_and_never_quote_the_input() -> None:
                 "",  # blank lines are skipped, not counted
                 json.dumps({"beacon": IBEACON, "rssi": f"{secret}", "ts": 2, "frame": secret}),
                 "garbage",
-                json.dumps({"receiver": "rx", "service_data": {"fff4": secret}, "rssi": -1, "ts": 3}),
+                json.dumps(
+                    {"receiver": "rx", "service_data": {"fff4": secret}, "rssi": -1, "ts": 3}
+                ),
             ]
         )
     )
     items = list(iter_trace(stream))
-    problems = [(n, str(p)) for n, p in items if not isinstance(p, AppLine | AdvertLine | TraceMeta)]
+    problems = [
+        (n, str(p)) for n, p in items if not isinstance(p, AppLine | AdvertLine | TraceMeta)
+    ]
     assert [n for n, _ in problems] == [4, 5]
     assert problems[0][1].startswith("line 4: rssi")
     assert all(secret not in text for _, text in problems)
