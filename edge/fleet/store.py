@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .messages import Aggregate, Cell
+from edge.contract.aggregate import Cell
+
+from .messages import Aggregate
 
 PG_LOCK_ID = 0x5E1FED6E  # advisory lock key for migrations
 

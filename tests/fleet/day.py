@@ -4,7 +4,8 @@ Shoppers arrive (Poisson, the demo store's opted-in rate) and visit zones with f
 distinct popularities, so the true footfall ranking is known. Their presence events go
 through the device's real ``WindowAggregator`` (bounded contributions, exact discrete
 Laplace noise, k-suppression, ε ledger), which publishes the ``window`` messages; a ``day``
-message (contract release ``day``) is built from the same truth with the same exact noise.
+message (contract release ``day``) is built from the same truth with the same exact noise
+(seeded here, so a test's numbers are reproducible).
 This stands in for a store full of people, the one thing that cannot exist here.
 """
 
@@ -122,7 +123,7 @@ def simulate_day(
     final = agg.close(end)
     if final is not None:
         out.windows.append(final.payload)
-    out.day = _day_message(out, dwell_truth, start, end, date, cfg.privacy.k)
+    out.day = _day_message(out, dwell_truth, start, end, date, cfg.privacy.k, rng)
     return out
 
 
@@ -133,6 +134,7 @@ def _day_message(
     end: float,
     date: dt.date,
     k: int,
+    rng: random.Random,
 ) -> dict[str, Any]:
     """A contract ``day`` release of the same truth: footfall, dwell and hourly arrivals."""
     suppressed = total = 0
@@ -140,7 +142,7 @@ def _day_message(
     def noisy(stat_scale: int, value: int) -> int | None:
         nonlocal suppressed, total
         total += 1
-        n = value + DiscreteLaplace(Fraction(stat_scale)).sample()
+        n = value + DiscreteLaplace(Fraction(stat_scale), rng.randrange).sample()
         if n < k:
             suppressed += 1
             return None
