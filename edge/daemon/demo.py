@@ -97,6 +97,7 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
     frames_dir = opts.out / "frames"
     frames_dir.mkdir(exist_ok=True)
     sim = StoreSimulator(cfg, seed=opts.seed)
+    recorder = None if opts.record_trace is None else SimTraceRecorder(opts.record_trace, sim)
     clock = SimClock(sim.start_ts)
     tz = ZoneInfo(cfg.timezone)
     app = Application(
@@ -120,7 +121,6 @@ async def run_demo(opts: DemoOptions, stream: TextIO = sys.stderr) -> dict[str, 
     t = sim.start_ts
 
     evaluation = DemoEvaluation(sim, sim.start_ts)
-    recorder = None if opts.record_trace is None else SimTraceRecorder(opts.record_trace, sim)
 
     async def snapshot(name: str) -> None:
         result = await service.screenshot(Screenshot(str(frames_dir / name)))

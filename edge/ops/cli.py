@@ -52,6 +52,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.minutes <= 0 or args.speed < 0:
         print("shelfedge demo: --minutes must be > 0 and --speed >= 0", file=sys.stderr)
         return EXIT_USAGE
+    if args.record_trace:
+        try:
+            Path(args.record_trace).open("w").close()
+        except OSError as exc:
+            print(f"{args.record_trace}: cannot write the trace ({exc.strerror})", file=sys.stderr)
+            return EXIT_INVALID
     opts = DemoOptions(
         minutes=args.minutes,
         speed=args.speed,

@@ -312,3 +312,16 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
         )  # fmt: skip
         assert res.returncode == 2, (args, res.stderr)
         assert "Traceback" not in res.stderr
+
+
+@pytest.mark.timeout(60)
+def test_demo_refuses_a_trace_it_cannot_write_before_starting(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir" / "t.jsonl"
+    res = _shelfedge(
+        "demo", "--minutes", "1", "--speed", "0", "--no-display", "--out", str(tmp_path / "o"),
+        "--record-trace", str(missing),
+    )  # fmt: skip
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    assert f"{missing}: cannot write the trace" in res.stderr
+    assert not (tmp_path / "o" / "summary.json").exists()
