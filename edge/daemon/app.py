@@ -40,10 +40,10 @@ from edge.events import (
 )
 from edge.presence.calibration import BeaconStats
 from edge.presence.tracker import PresenceTracker
-from edge.privacy.aggregates import WindowAggregator
 from edge.privacy.budget import Budget, PrivacyFigures
 from edge.privacy.holders import RawRegistry
 from edge.privacy.ledger import EpsilonLedger
+from edge.privacy.release import make_aggregator
 from edge.radio import DayKeys, Ingest
 
 from .clock import Clock, SystemClock
@@ -121,8 +121,12 @@ class Application:
             Budget.from_config(cfg),
             today=self._local_day(self.clock.now()),
         )
-        self.aggregator = WindowAggregator(
-            cfg, ledger=self.ledger, local_day=self._local_day, monotonic=mono
+        self.aggregator = make_aggregator(
+            cfg,
+            ledger=self.ledger,
+            local_day=self._local_day,
+            monotonic=mono,
+            started=self.clock.now(),
         )
         # The demo seeds the holdout salt; production salts come from ``secrets``.
         holdout = (

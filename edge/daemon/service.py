@@ -21,8 +21,8 @@ from edge.config import AppConfig, Campaign, config_hash, load_config
 from edge.decide.engine import DecisionEngine, SiteContext
 from edge.decide.model_worker import ModelWorker
 from edge.errors import CommandRejected, ConfigError, ModelError, ShelfEdgeError
-from edge.privacy.aggregates import WindowAggregator
 from edge.privacy.holders import RawRegistry
+from edge.privacy.release import Aggregator
 from edge.radio import DayKeys
 
 from .state import StateView
@@ -239,7 +239,7 @@ class DeviceService:
         config_path: Path | None,
         keys: DayKeys,
         engine: DecisionEngine,
-        aggregator: WindowAggregator,
+        aggregator: Aggregator,
         model: ModelWorker,
         registry: RawRegistry,
         supervisor: Supervisor,

@@ -96,9 +96,13 @@ class EpsilonLedger:
             raise
         return db
 
-    def claim(self, slot_start: int, local_day: str) -> bool:
-        """Record the slot as published; False when already published or the day is spent."""
-        eps = self.budget.epsilon_per_window
+    def claim(self, slot_start: int, local_day: str, *, epsilon: Fraction | None = None) -> bool:
+        """Record the slot as published; False when already published or the day is spent.
+
+        ``epsilon`` is what the release spends (default: one window's ε). Window slots are
+        their start; day-release segments are recorded under minus their start.
+        """
+        eps = self.budget.epsilon_per_window if epsilon is None else epsilon
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
@@ -122,7 +126,9 @@ class EpsilonLedger:
         return True
 
     def _prune(self, slot_start: int, local_day: str) -> None:
-        self._db.execute("DELETE FROM published WHERE slot < ?", (slot_start - KEEP_DAYS * 86_400,))
+        self._db.execute(
+            "DELETE FROM published WHERE abs(slot) < ?", (abs(slot_start) - KEEP_DAYS * 86_400,)
+        )
         try:
             oldest = dt.date.fromisoformat(local_day) - dt.timedelta(days=KEEP_DAYS)
         except ValueError:
@@ -154,6 +160,10 @@ class EpsilonLedger:
     def spent(self, local_day: str) -> float:
         """Worst-case ε one person has spent on that day."""
         return float(self.spent_exact(local_day))
+
+    def remaining_exact(self, local_day: str) -> Fraction:
+        """ε left for that day, exactly (never below 0)."""
+        return max(Fraction(0), self.budget.epsilon_per_day - self.spent_exact(local_day))
 
     def remaining(self, local_day: str) -> float:
         """ε left for that day (never below 0)."""

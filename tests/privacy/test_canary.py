@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.contract.aggregate import cells, parse
 from edge.events import Advertisement
 from edge.radio.frames import uuid16_key
 from tests.asyncapi_schemas import check
@@ -112,10 +113,10 @@ async def test_no_raw_signal_leaves_the_device(
         clock.set(t)
         app.tick(t)
         await app.flush_windows()
+        await app.drain()  # let the decision stage keep up, as the demo does
         if int(t) % 30 == 0:
             app.link.publish_state()
     offers_made = app.counters.offers
-    await capture.wait_for(lambda ms: sum(m.topic.endswith("/agg") for m in ms) >= 2, 20)
     await app.drain()
     # The RAM walker does find canaries while phones are live (so its "none" below means none).
     assert _canaries_in_holders(app.registry, rpis)
@@ -157,6 +158,8 @@ async def test_no_raw_signal_leaves_the_device(
         lambda ms: any(m.topic.endswith("/state") and b'"online":false' in m.payload for m in ms),
         10,
     )
+    # The day release of the counting hours so far is published at the stop (partial).
+    await capture.wait_for(lambda ms: sum(m.topic.endswith("/agg") for m in ms) >= 1, 20)
 
     assert len(rpis) > 20 and len(addresses) > 100
     assert offers_made > 0
@@ -184,12 +187,10 @@ async def test_no_raw_signal_leaves_the_device(
     # 2. Aggregates: no published cell below k.
     aggs = [json.loads(m.payload) for m in messages if m.topic.endswith("/agg")]
     k = cfg.privacy.k
+    assert aggs, "no aggregate was published"
     for agg in aggs:
-        for zone in agg["zones"].values():
-            assert zone["visitors"] is None or zone["visitors"] >= k
-            assert all(v >= k for v in zone["dwell_s"].values())
-        assert all(v >= k for v in agg["offers"].values())
-        assert agg["holdout"] is None or agg["holdout"] >= k
+        rows = cells(parse(agg))  # the contract reads it
+        assert rows and all(r.value is None or r.value >= k for r in rows)
 
     # 3. Disk: nothing under the state directory (outbox, WAL, anything) holds a canary.
     _assert_no_canary_on_disk(state_dir, all_needles)
