@@ -171,7 +171,7 @@ def main() -> int:
     ap.add_argument("--write", action="store_true", help="update docs/PERFORMANCE.md")
     args = ap.parse_args()
 
-    base = load_config(ROOT / "firmware_configs" / "stores" / "demo-store.yaml")
+    base = load_config(ROOT / "edge" / "daemon" / "demo-store.yaml")
     model = "iid" if args.iid else "correlated"
     header = (
         "| shadowing | σ dB | method | accuracy | BLE path | app path (beacons only) "

@@ -237,7 +237,7 @@ class Presence(Strict):
         default=30.0, gt=0, le=30.0, description="forget a token this long after its last sighting"
     )
     stale_anchor_s: float = Field(default=8.0, gt=0, le=30.0)
-    smoothing_alpha: float = Field(default=0.3, gt=0, le=1)
+    smoothing_alpha: float = Field(default=0.6, gt=0, le=1)
     hysteresis_db: float = Field(default=4.0, ge=0, le=30)
     dwell_update_s: float = Field(default=10.0, gt=0, le=600)
     max_tokens: int = Field(default=20_000, ge=10, le=1_000_000)

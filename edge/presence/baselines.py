@@ -59,9 +59,7 @@ class _Baseline:
     holder_name = "presence.baseline"
     forget_after_s = 150.0
 
-    def __init__(
-        self, cfg: AppConfig, *, monotonic: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, cfg: AppConfig, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.layout = StoreLayout(cfg)
         self._mono = monotonic
         self._retention = cfg.privacy.raw_retention_s
@@ -153,7 +151,8 @@ class ESPresenseZones(_Baseline):
         else:
             kept = values
         d = distance_m(anchor, statistics.median(kept))
-        if abs(d - st.reported) >= self.REPORT_DELTA_M or ts - st.reported_ts >= self.REPORT_EVERY_S:
+        moved = abs(d - st.reported) >= self.REPORT_DELTA_M
+        if moved or ts - st.reported_ts >= self.REPORT_EVERY_S:
             st.reported = d
             st.reported_ts = ts
 

@@ -17,7 +17,9 @@ Two shadowing models (``simulator.shadowing``):
     The sum of four terms per packet and transmitter-listener pair:
 
     1. **Shadowing**, an AR(1) (Gauss-Markov) process per pair with stationary standard
-       deviation σ (``shadowing_sigma_db``): ``s ← ρ·s + √(1-ρ²)·σ·ε`` with
+       deviation ``σ_c = √(σ² - 2²)``, so that with term 3 the spread of RSSI around the
+       path-loss mean for a fixed pose is σ (``shadowing_sigma_db``), the figure measured at
+       fixed distances: ``s ← ρ·s + √(1-ρ²)·σ_c·ε`` with
        ``ρ = exp(-Δt/τ - Δd/d_c)``, so it decorrelates over ``τ = shadowing_correlation_s``
        (5 s) of time (people and trolleys moving through the path) and over ``d_c = 3 m`` of
        the phone's own movement. The exponential autocorrelation is Gudmundson's model
@@ -34,8 +36,7 @@ Two shadowing models (``simulator.shadowing``):
        shadowing effect on wireless sensor networks operating in the 2.4 GHz band",
        Sensors 18(10):3412, 2018; fading depths up to 15 dB and more when a body blocks a
        short indoor link in "Human body shadowing variability in short-range indoor radio
-       links at 3-11 GHz band", Int. J. Microwave and Wireless Technologies). Fixed links (beacon to receiver) have
-       no body term.
+       links at 3-11 GHz band"). Fixed links (beacon to receiver) have no body term.
     3. **Fast fading** per packet, ``N(0, 2 dB)``: BLE advertises on three channels whose
        multipath differs (Faragher & Harle, "Location fingerprinting with Bluetooth Low
        Energy beacons", IEEE JSAC 33(11), 2015), so consecutive packets differ by a few dB
@@ -98,6 +99,11 @@ class Shadowing:
     fade_probability: float = 0.03
     fade_mean_db: float = 8.0
     fade_max_db: float = 25.0
+
+    @property
+    def correlated_sigma_db(self) -> float:
+        """σ of the AR(1) part: what is left of σ after the fast fading."""
+        return math.sqrt(max(0.0, self.sigma_db**2 - self.fast_sigma_db**2))
 
 
 class LinkState:
@@ -193,7 +199,7 @@ class Listeners:
         n = self._n
         normals, uniforms = self._noise.take(2 * n)
         values = state.values
-        sigma = sh.sigma_db
+        sigma = sh.correlated_sigma_db
         if len(values) != n:
             values[:] = [sigma * normals[i] for i in range(n)]
         else:
@@ -314,7 +320,7 @@ class FixedLinks:
             return out
         normals, uniforms = self._noise.take(2 * n)
         values = self._values[transmitter]
-        sigma = sh.sigma_db
+        sigma = sh.correlated_sigma_db
         if len(values) != n:
             values[:] = [sigma * normals[i] for i in range(n)]
         else:

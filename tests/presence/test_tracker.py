@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from edge.events import PresenceEvent, PresenceKind, Sighting, SightingSource
 from edge.presence import PresenceTracker
 from tests.helpers import demo_config
@@ -35,7 +37,8 @@ def test_hysteresis_prevents_flapping_on_small_differences() -> None:
         tr.sighting(_sight("b-snacks", -69 + (i % 2), i * 0.5))
         tr.sighting(_sight("b-coffee", -70, i * 0.5 + 0.1))
     assert tr.zone_of(TOKEN) == "coffee"
-    assert sum(e.kind is PresenceKind.ENTER for e in events) == 1
+    settled = [e for e in events if e.kind is PresenceKind.ENTER and e.ts >= 5.0]
+    assert settled == []  # no zone change once settled, fade or not
 
 
 def test_clear_move_changes_zone_with_previous_dwell() -> None:
@@ -48,16 +51,19 @@ def test_clear_move_changes_zone_with_previous_dwell() -> None:
     assert tr.zone_of(TOKEN) == "snacks"
     enter = [e for e in events if e.kind is PresenceKind.ENTER][-1]
     assert enter.previous_zone == "coffee"
-    assert 9.0 <= enter.previous_dwell_s <= 13.0
+    # the move is followed within a few seconds (the filter's latency; bench_presence.py)
+    assert 9.0 <= enter.previous_dwell_s <= 17.0
 
 
 def test_dwell_events_are_periodic() -> None:
     tr, events = _tracker()
     for i in range(61):
         tr.sighting(_sight("b-dairy", -60, float(i)))
+    enter = next(e for e in events if e.kind is PresenceKind.ENTER)
+    assert enter.ts == 0.0 and enter.zone == "dairy"  # one anchor: its zone at once
     dwell = [e for e in events if e.kind is PresenceKind.DWELL]
-    assert len(dwell) == 6  # every dwell_update_s = 10 s
-    assert dwell[-1].dwell_s == 60.0
+    assert [e.ts - enter.ts for e in dwell] == [10.0 * k for k in range(1, len(dwell) + 1)]
+    assert len(dwell) == int((60.0 - enter.ts) // 10.0)  # every dwell_update_s = 10 s
 
 
 def test_retention_purges_samples_and_ttl_evicts_with_leave() -> None:
@@ -96,3 +102,51 @@ def test_forget_drops_everything_without_leave() -> None:
     assert tr.forget(TOKEN)
     assert tr.retention(1.0).tokens == 0
     assert len(events) == n
+
+
+def test_a_beacon_listed_in_no_zone_still_places_the_phone() -> None:
+    """Beacon-only stores: anchors come from positions, not from the zones' beacon lists."""
+    cfg = demo_config()
+    zones = [z.model_copy(update={"beacons": []}) for z in cfg.store.zones]
+    store = cfg.store.model_copy(update={"zones": zones, "receivers": []})
+    cfg = cfg.model_copy(update={"store": store})
+    events: list[PresenceEvent] = []
+    tr = PresenceTracker(cfg, events.append)
+    assert tr.layout.anchors["b-frozen"].zone == "frozen"  # the zone containing its position
+    # Standing next to b-frozen (25, 17): the path-loss levels of all beacons from there.
+    for i in range(10):
+        for b in cfg.store.beacons:
+            d = max(0.5, ((b.position[0] - 25.0) ** 2 + (b.position[1] - 16.0) ** 2) ** 0.5)
+            rssi = round(b.rssi_at_1m - 10 * b.path_loss_exponent * math.log10(d))
+            tr.sighting(_sight(b.id, rssi, float(i)))
+    assert tr.zone_of(TOKEN) == "frozen"
+
+
+def test_a_phone_with_a_gain_offset_is_placed_by_the_shape_of_its_levels() -> None:
+    """Phones differ by several dB: the filter fits a common offset per phone."""
+    cfg = demo_config()
+    tr, _ = _tracker()
+    here = (18.5, 3.0)  # bakery
+    for i in range(10):
+        for b in cfg.store.beacons:
+            d = max(0.5, math.dist(b.position, here))
+            rssi = round(b.rssi_at_1m - 10 * b.path_loss_exponent * math.log10(d)) - 8
+            tr.sighting(_sight(b.id, rssi, float(i)))
+    assert tr.zone_of(TOKEN) == "bakery"
+
+
+def test_the_forward_filter_rides_out_a_deep_fade() -> None:
+    """One anchor's 25 dB fade for a few packets does not move a settled phone."""
+    cfg = demo_config()
+    tr, events = _tracker()
+    here = (11.0, 10.0)  # coffee, at its beacon
+    for i in range(30):
+        for b in cfg.store.beacons:
+            d = max(0.5, math.dist(b.position, here))
+            rssi = round(b.rssi_at_1m - 10 * b.path_loss_exponent * math.log10(d))
+            if b.id == "b-coffee" and 15 <= i < 18:
+                rssi -= 25
+            tr.sighting(_sight(b.id, rssi, float(i)))
+    assert tr.zone_of(TOKEN) == "coffee"
+    settled = [e for e in events if e.kind is PresenceKind.ENTER and e.ts >= 5.0]
+    assert settled == []  # no zone change once settled, fade or not
