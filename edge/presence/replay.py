@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.config.models import AppConfig
-from edge.events import BeaconSighting, PresenceEvent, PresenceKind, Sighting
+from edge.events import Advertisement, BeaconSighting, PresenceEvent, PresenceKind, Sighting
 from edge.presence.scoring import ZoneScorer
 from edge.presence.trace import AdvertLine, AppLine, BeaconLine, Trace, TraceLine
 from edge.presence.tracker import PresenceTracker
@@ -80,9 +80,8 @@ def _sim_keys(seed: int, days: set[dt.date]) -> dict[dt.date, bytes]:
     return {d: ring.key(d) for day in days for d in (day, day - dt.timedelta(days=1))}
 
 
-def _token_of(line: AdvertLine, cfg: AppConfig) -> bytes | None:
+def _token_of(adv: Advertisement, cfg: AppConfig) -> bytes | None:
     """The RPI in a receiver advert's token payload, when there is one (for scoring only)."""
-    adv = line.advertisement()
     svc = frames.uuid16_key(cfg.radio.token_service_uuid)
     payload = adv.service_data.get(svc) if cfg.radio.accept != "manufacturer_data" else None
     if payload is None and cfg.radio.accept != "service_data":
@@ -196,8 +195,9 @@ def replay(cfg: AppConfig, trace: Trace) -> dict[str, Any]:
                 token = bytes.fromhex(frame_hex)[1:17]
                 ingest.app_payload(_json(line.app_object(frame_hex)), route, now=clock.now)
             case AdvertLine():
-                token = _token_of(line, cfg)
-                route(ingest.advertisement(line.advertisement()))
+                adv = line.advertisement()
+                token = _token_of(adv, cfg)
+                route(ingest.advertisement(adv))
         frameless = isinstance(line, AppLine) and line.frame is None
         subject: tuple[str, Hashable] = (
             ("walk", walk) if walk is not None or frameless else ("token", token)
