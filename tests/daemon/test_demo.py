@@ -82,7 +82,7 @@ def test_summary_numbers_are_sane(demo_run: tuple[Path, dict[str, object], str])
     assert s["max_raw_age_running_s"] <= 32.0  # raw_retention_s + one tick + rounding
     assert s["offers"] > 0  # type: ignore[operator]
     assert s["offers_model_ranked"] > 0  # type: ignore[operator]
-    assert s["windows_written"] >= 2  # 09:00-09:15 closed + the partial flushed at shutdown
+    assert s["windows_written"] >= 1  # the day release (partial) flushed at shutdown
     assert s["raw_records_after_shutdown"] == 0
     assert "zone accuracy" in stdout
 
