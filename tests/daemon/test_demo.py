@@ -68,15 +68,17 @@ def test_summary_numbers_are_sane(demo_run: tuple[Path, dict[str, object], str])
     assert isinstance(s["shoppers"], int) and s["shoppers"] > 20
     assert 0 < s["opted_in"] < s["shoppers"]  # type: ignore[operator]
     assert 0 < s["opted_in_detected"] <= s["opted_in"]  # type: ignore[operator]
-    # seed 3, 20 simulated minutes gives 0.8668 (deterministic on this code, display on or off);
-    # ±0.03 admits platform noise in float sums, not a broken tracker
-    assert abs(s["zone_accuracy"] - 0.8668) <= 0.03  # type: ignore[operator]
+    # seed 3, 20 simulated minutes, correlated shadowing (the demo default) gives 0.7669
+    # (deterministic on this code); ±0.02 admits platform noise in float sums. The total
+    # alone does not tell trackers apart (the strongest-anchor tracker this replaced gives
+    # 0.7593): the standing/walking split below does (it gives 0.7733 / 0.6738; TESTING.md)
+    assert abs(s["zone_accuracy"] - 0.7669) <= 0.02  # type: ignore[operator]
     # the split a single accuracy hides (seeded values, same run; tolerances documented in
-    # docs/PERFORMANCE.md): standing is easy, walking is where a tracker is tested
-    assert abs(s["zone_accuracy_still"] - 0.9455) <= 0.03  # type: ignore[operator]
-    assert abs(s["zone_accuracy_moving"] - 0.4272) <= 0.05  # type: ignore[operator]
+    # docs/TESTING.md): standing is easier, walking is where a tracker is tested
+    assert abs(s["zone_accuracy_still"] - 0.8318) <= 0.02  # type: ignore[operator]
+    assert abs(s["zone_accuracy_moving"] - 0.3981) <= 0.05  # type: ignore[operator]
     latency = s["zone_change_latency_s"]
-    assert latency["changes"] > 100 and 4.0 <= latency["median"] <= 8.0  # type: ignore[index]
+    assert latency["changes"] > 100 and 4.0 <= latency["median"] <= 9.0  # type: ignore[index]
     assert s["coverage"] >= 0.97  # type: ignore[operator]
     assert s["first_detection_s_median"] <= 5.0  # type: ignore[operator]
     assert s["max_raw_age_running_s"] <= 32.0  # raw_retention_s + one tick + rounding
