@@ -13,8 +13,10 @@ is given; the date rule is the daemon's when the line has a ``ts``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -248,42 +250,52 @@ class FrameDecoder:
         return self.fields(found, ts)
 
 
-def _lines(stream: IO[bytes]) -> Any:
-    """Input lines; an over-long line is cut and flagged (``None`` stands for it)."""
-    while True:
-        raw = stream.readline(MAX_LINE_BYTES + 1)
-        if not raw:
-            return
-        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-            while raw and not raw.endswith(b"\n"):  # skip the rest of that line
-                raw = stream.readline(MAX_LINE_BYTES)
-            yield None
-        else:
-            yield raw
+class _TooLong:
+    """Stands for an input line longer than ``MAX_LINE_BYTES`` (already skipped)."""
+
+
+def _next_line(stream: IO[bytes]) -> bytes | _TooLong | None:
+    """The next input line, ``_TooLong()`` for an over-long one, None at the end."""
+    raw = stream.readline(MAX_LINE_BYTES + 1)
+    if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+        while raw and not raw.endswith(b"\n"):  # skip the rest of that line
+            raw = stream.readline(MAX_LINE_BYTES)
+        return _TooLong()
+    return raw or None
 
 
 def run(settings: DecodeSettings, stdin: IO[bytes], stdout: IO[str]) -> int:
     """Decode every line of ``stdin`` to ``stdout``; 0 unless stdin could not be read."""
     decoder = FrameDecoder(settings)
     lineno = 0
-    try:
-        for raw in _lines(stdin):
-            lineno += 1
-            if raw is None:
-                out: dict[str, Any] = {
-                    "kind": None,
-                    "error": f"line {lineno}: longer than {MAX_LINE_BYTES} bytes",
-                }
-            else:
-                out = decoder.decode(raw, lineno)
+    while True:
+        try:
+            raw = _next_line(stdin)
+        except OSError as exc:
+            print(f"shelfedge frames decode: cannot read stdin: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+        if raw is None:
+            return EXIT_OK
+        lineno += 1
+        if isinstance(raw, _TooLong):
+            out: dict[str, Any] = {
+                "kind": None,
+                "error": f"line {lineno}: longer than {MAX_LINE_BYTES} bytes",
+            }
+        else:
+            out = decoder.decode(raw, lineno)
+        try:
             stdout.write(json.dumps(out) + "\n")
             stdout.flush()  # one line out per line in, also when piped from a live scan
-    except OSError as exc:
-        if isinstance(exc, BrokenPipeError):
-            return EXIT_OK  # the reader went away (e.g. `| head`): nothing more to say
-        print(f"shelfedge frames decode: cannot read stdin: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    return EXIT_OK
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly, and keep the interpreter's
+            # final flush of stdout from complaining about the closed pipe.
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
+            return EXIT_OK
+        except OSError as exc:
+            print(f"shelfedge frames decode: cannot write stdout: {exc}", file=sys.stderr)
+            return EXIT_INVALID
 
 
 def settings_from_args(args: argparse.Namespace) -> DecodeSettings | int:

@@ -4,6 +4,7 @@ goes on; exit 0 unless stdin cannot be read; never a traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -214,6 +215,26 @@ def test_bad_arguments_and_unreadable_stdin(tmp_path: Path) -> None:
         out, res = _decode(b"", stdin=write_only)
     assert (out, res.returncode) == ([], 1)
     assert b"cannot read stdin" in res.stderr
+
+
+def test_a_reader_that_goes_away_ends_it_quietly() -> None:
+    line = (_line(service_data={"feaa": "30f80102030405060708"}) + "\n").encode()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge", "frames", "decode"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.write(line)
+    proc.stdin.flush()
+    assert json.loads(proc.stdout.readline())["kind"] == "eddystone_eid"
+    proc.stdout.close()  # like `| head -1`
+    with contextlib.suppress(BrokenPipeError):
+        proc.stdin.write(line * 5000)
+        proc.stdin.close()
+    assert proc.wait(timeout=30) == 0
+    assert proc.stderr.read() == b""
 
 
 def test_empty_input_is_fine() -> None:
