@@ -42,6 +42,14 @@ _UUID128 = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
 _BLE_BASE = "-0000-1000-8000-00805f9b34fb"
+# Optional scalar input keys: name, accepted types (never a bool), what the error asks for.
+_SCALARS: tuple[tuple[str, tuple[type, ...], str], ...] = (
+    ("address", (str,), "a string"),
+    ("local_name", (str,), "a string"),
+    ("rssi", (int,), "an integer"),
+    ("tx_power", (int,), "an integer"),
+    ("ts", (int, float), "a number"),
+)
 
 
 class LineError(ValueError):
@@ -114,18 +122,9 @@ def parse_advert(obj: Any) -> tuple[dict[int, bytes], dict[str, bytes], float | 
     if not isinstance(obj, dict):
         raise LineError(f"expected a JSON object, got {_type_name(obj)}")
     line: Mapping[str, Any] = obj
-    for key, kinds in (
-        ("address", (str,)),
-        ("local_name", (str,)),
-        ("rssi", (int,)),
-        ("tx_power", (int,)),
-        ("ts", (int, float)),
-    ):
+    for key, kinds, want in _SCALARS:
         value = line.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
-            want = (
-                "a string" if kinds == (str,) else "an integer" if kinds == (int,) else "a number"
-            )
             raise LineError(f"{key}: must be {want}, got {_type_name(value)}")
     md: dict[int, bytes] = {}
     for key, value in _object("manufacturer_data", line.get("manufacturer_data", {})).items():
