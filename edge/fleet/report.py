@@ -31,7 +31,7 @@ from edge.contract import aggregate as contract
 from .store import AggregateRow, StoreError, open_store
 
 FOOTFALL_STATS = ("footfall", "visitors")  # preferred first
-HOUR_STATS = ("hourly", "hour_of_day")
+HOUR_STATS = ("hourly", "arrivals", "hour_of_day")
 TRANSITION_STATS = ("transitions", "paths")
 DPI = 100
 
