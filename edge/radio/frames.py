@@ -168,12 +168,6 @@ def uuid16_key(uuid16: int) -> str:
     return f"0000{uuid16:04x}-0000-1000-8000-00805f9b34fb"
 
 
-def format_uuid(raw: bytes) -> str:
-    """16 bytes as a lower-case, hyphenated UUID string."""
-    u = raw.hex()
-    return f"{u[:8]}-{u[8:12]}-{u[12:16]}-{u[16:20]}-{u[20:]}"
-
-
 def parse_token(payload: bytes) -> TokenFrame:
     """Decode a token frame payload (raise FrameError when malformed)."""
     if len(payload) != TOKEN_FRAME_LEN:
