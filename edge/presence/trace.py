@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edge import strict_json
 from edge.events import Advertisement
 from edge.radio import frames
+from edge.radio.advert_keys import company_id, service_uuid, short_uuid_key
 from edge.radio.ingest import AppSighting
 
 if TYPE_CHECKING:
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 TRACE_FORMAT: Literal["shelfedge-trace/1"] = "shelfedge-trace/1"
 MAX_LINE_CHARS = 64 * 1024
 _HEX = re.compile(r"^(?:[0-9a-fA-F]{2})*$")
-_UUID128 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _NO_FRAME = "00" * frames.TOKEN_FRAME_LEN  # stands in while checking a frameless sighting
 
 Rssi = Annotated[int, Field(ge=-127, le=20)]
@@ -138,27 +138,6 @@ class BeaconLine(_Truth):
 
 
 TraceLine = AppLine | AdvertLine | BeaconLine
-
-
-def company_id(key: str) -> int:
-    """A company id key: decimal (``"76"``) or ``0x`` hex (``"0x004c"``), 0..65535."""
-    try:
-        value = int(key, 16) if key.lower().startswith("0x") else int(key, 10)
-    except ValueError:
-        raise ValueError(f"company id {key!r} is neither decimal nor 0x-hex") from None
-    if not 0 <= value <= 0xFFFF:
-        raise ValueError(f"company id {key!r} is outside 0..0xffff")
-    return value
-
-
-def service_uuid(key: str) -> str:
-    """A service UUID key (``"feaa"`` or the full 128-bit form) as the scanner reports it."""
-    low = key.lower()
-    if re.fullmatch(r"[0-9a-f]{4}", low):
-        return frames.uuid16_key(int(low, 16))
-    if _UUID128.fullmatch(low):
-        return low
-    raise ValueError(f"service UUID {key!r} is neither 4 hex digits nor a 128-bit UUID")
 
 
 def _payload_hex(value: str) -> None:
@@ -261,13 +240,6 @@ def read_trace(path: Path) -> Trace:
 # -- the simulator's recorder (shelfedge demo --record-trace) ---------------------------------
 
 
-def _uuid_key(full: str) -> str:
-    base = frames.uuid16_key(0)
-    if full.startswith("0000") and full[8:] == base[8:]:
-        return full[4:8]
-    return full
-
-
 class SimTraceRecorder:
     """Writes what the simulator sends to the daemon's opted-in paths, with ground truth.
 
@@ -305,7 +277,7 @@ class SimTraceRecorder:
 
     def _token_payload(self, adv: Advertisement) -> tuple[str, str, bytes] | None:
         if self._accept_sd and self._svc_key in adv.service_data:
-            return "service_data", _uuid_key(self._svc_key), adv.service_data[self._svc_key]
+            return "service_data", short_uuid_key(self._svc_key), adv.service_data[self._svc_key]
         payload = adv.manufacturer_data.get(self._company)
         if self._accept_md and payload is not None and len(payload) == frames.TOKEN_FRAME_LEN:
             return "manufacturer_data", f"0x{self._company:04x}", payload

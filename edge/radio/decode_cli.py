@@ -25,7 +25,7 @@ from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from edge import strict_json
-from edge.radio import frames
+from edge.radio import advert_keys, frames
 from edge.radio.keys import DayKeys
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -34,14 +34,6 @@ MAX_LINE_BYTES = 65_536
 _SITE_KEY_DAY = dt.date(2000, 1, 1)
 
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
-_COMPANY_HEX = re.compile(r"0[xX][0-9a-fA-F]{1,4}")
-_COMPANY_DEC = re.compile(r"[0-9]{1,5}")
-_UUID16 = re.compile(r"(?:0[xX])?([0-9a-fA-F]{4})")
-_UUID32 = re.compile(r"(?:0[xX])?([0-9a-fA-F]{8})")
-_UUID128 = re.compile(
-    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-)
-_BLE_BASE = "-0000-1000-8000-00805f9b34fb"
 # Optional scalar input keys: name, accepted types (never a bool), what the error asks for.
 _SCALARS: tuple[tuple[str, tuple[type, ...], str], ...] = (
     ("address", (str,), "a string"),
@@ -88,27 +80,19 @@ def _payload(where: str, value: Any) -> bytes:
 
 
 def company_id(key: str) -> int:
-    """A company id key: decimal or 0x-prefixed hex, 0..0xFFFF."""
-    if _COMPANY_HEX.fullmatch(key):
-        return int(key, 16)
-    if _COMPANY_DEC.fullmatch(key) and int(key) <= 0xFFFF:
-        return int(key)
-    raise LineError(
-        f"manufacturer_data: company id {key!r} is not a decimal or 0x-hex number 0-65535"
-    )
+    """A company id key (see ``advert_keys``); LineError names the field."""
+    try:
+        return advert_keys.company_id(key)
+    except ValueError as exc:
+        raise LineError(f"manufacturer_data: {exc}") from None
 
 
 def service_uuid(key: str) -> str:
-    """A service data key as bleak spells it: 16/32-bit hex or the full 128-bit UUID."""
-    if m := _UUID16.fullmatch(key):
-        return frames.uuid16_key(int(m.group(1), 16))
-    if m := _UUID32.fullmatch(key):
-        return m.group(1).lower() + _BLE_BASE
-    if _UUID128.fullmatch(key):
-        return key.lower()
-    raise LineError(
-        f"service_data: key {key!r} is not a 16-bit UUID like 'feaa' or a 128-bit UUID string"
-    )
+    """A service data key as bleak spells it (see ``advert_keys``); LineError names the field."""
+    try:
+        return advert_keys.service_uuid(key)
+    except ValueError as exc:
+        raise LineError(f"service_data: {exc}") from None
 
 
 def _object(where: str, value: Any) -> Mapping[str, Any]:
