@@ -5,7 +5,9 @@ pipeline (ingest, presence, decisions, the day release with noise, k and the ε 
 the demo store's traffic and at multiples of it, and compares every published statistic with
 the simulator's exact figures for opted-in shoppers:
 
-- footfall[zone]: opted-in shoppers seen in the zone (ground-truth position) in the hours;
+- footfall[zone]: visits of opted-in shoppers to the zone in the hours, a visit being a stay
+  of at least ``VISIT_MIN_S`` (30 s) in the zone by the ground-truth position sampled every 2 s
+  (the device's definition: docs/ANALYTICS.md); a stay still open at closing does not count;
 - arrivals[hour]: opted-in shoppers arriving in that hour;
 - dwell[zone][bucket] and transitions[from][to]: the device counts a capped sample (one stay
   and one move per token), so these are compared as shares (a bucket's share of its zone,
@@ -48,7 +50,7 @@ from edge.daemon.service import SetKeys  # noqa: E402
 from edge.events import Advertisement, PresenceEvent  # noqa: E402
 from edge.privacy.aggregates import DWELL_LABELS, WindowAggregator, dwell_bucket  # noqa: E402
 from edge.privacy.budget import Budget  # noqa: E402
-from edge.privacy.daily import DEFAULT_DESIGN, DayAggregator, DayDesign  # noqa: E402
+from edge.privacy.daily import DEFAULT_DESIGN, VISIT_MIN_S, DayAggregator, DayDesign  # noqa: E402
 from edge.privacy.ledger import EpsilonLedger  # noqa: E402
 from edge.privacy.noise import DiscreteLaplace  # noqa: E402
 from edge.sim import AppReport, StoreSimulator  # noqa: E402
@@ -138,6 +140,7 @@ async def run_day(cfg: AppConfig, seed: int) -> DayRun:
     truth = Truth()
     seen: dict[int, str | None] = {}  # shopper id → last true zone
     stay_start: dict[int, float] = {}
+    live: dict[int, Any] = {}
     wall = time.monotonic()
     t = sim.start_ts
     next_truth = t
@@ -156,7 +159,7 @@ async def run_day(cfg: AppConfig, seed: int) -> DayRun:
         await app.drain()
         if t >= next_truth and open_ts <= t < close_ts:
             next_truth = t + TRUTH_STEP_S
-            _observe(sim, t, tz, open_ts, truth, seen, stay_start)
+            _observe(sim, t, tz, open_ts, truth, seen, stay_start, live)
     figures = agg.privacy_figures(close_ts - 1)
     await app.stop()
     rows = _outbox_payloads(cfg)
@@ -195,14 +198,19 @@ def _observe(
     truth: Truth,
     seen: dict[int, str | None],
     stay_start: dict[int, float],
+    live: dict[int, Any],
 ) -> None:
+    """Sample every opted-in shopper's true zone; close stays that ended since last time."""
+    present = set()
     for shopper in sim.shoppers_in_store():
         if not shopper.opted_in:
             continue
         zone = shopper.path.zone(t, sim.zones)
         sid = shopper.id
+        present.add(sid)
         if sid not in seen:
             seen[sid] = None
+            live[sid] = shopper
             if shopper.arrival >= open_ts:
                 hour = dt.datetime.fromtimestamp(shopper.arrival, tz).hour
                 truth.arrivals[f"{hour:02d}"] += 1
@@ -212,23 +220,20 @@ def _observe(
         if last is not None:
             truth.moves[last, zone] += 1
             truth.dwell[last][DWELL_LABELS[dwell_bucket(t - stay_start[sid])]] += 1
-        if last is None or zone not in _visited(truth, sid):
-            truth.footfall[zone] += 0  # keep the key
-        _mark(sid, zone, truth)
+            _visit(truth, last, t - stay_start[sid])
         seen[sid] = zone
         stay_start[sid] = t
+    for sid in [s for s in live if s not in present]:  # left the store: the last stay ends
+        shopper = live.pop(sid)
+        last = seen[sid]
+        if last is not None:
+            _visit(truth, last, shopper.departure - stay_start[sid])
 
 
-_VISITED: dict[int, set[str]] = defaultdict(set)
-
-
-def _visited(truth: Truth, sid: int) -> set[str]:
-    return _VISITED[sid]
-
-
-def _mark(sid: int, zone: str, truth: Truth) -> None:
-    if zone not in _VISITED[sid]:
-        _VISITED[sid].add(zone)
+def _visit(truth: Truth, zone: str, seconds: float) -> None:
+    """A footfall visit: a stay of at least ``VISIT_MIN_S`` (the device's definition)."""
+    truth.footfall[zone] += 0  # keep the key
+    if seconds >= VISIT_MIN_S:
         truth.footfall[zone] += 1
 
 
@@ -400,46 +405,99 @@ def candidates() -> dict[str, DayDesign | None]:
     """The release designs compared (the first is the default)."""
     f = Fraction
     caps1 = {"footfall": 1, "dwell": 1, "transitions": 1, "arrivals": 1, "holdout": 1}
-    caps2 = {**caps1, "footfall": 2}
-    caps3 = {**caps1, "footfall": 3}
     only = {"footfall": f(1)}
-    return {
-        "default (footfall 0.55 cap 2, arrivals 0.3, rest 0.15)": DEFAULT_DESIGN,
-        "footfall only, cap 1": DayDesign(shares=only, caps=caps1),
-        "footfall only, cap 2": DayDesign(shares=only, caps=caps2),
-        "footfall only, cap 3": DayDesign(shares=only, caps=caps3),
-        "even split over 6, footfall cap 2": DayDesign(
-            shares=dict.fromkeys(
-                ("footfall", "arrivals", "dwell", "transitions", "offers", "holdout"), f(1, 6)
-            ),
-            caps=caps2,
-        ),
-        "footfall 0.5 cap 2 + transitions 0.5": DayDesign(
-            shares={"footfall": f(1, 2), "transitions": f(1, 2)}, caps=caps2
-        ),
-        "15-min windows (96/day, b=2592), summed": None,
+    designs: dict[str, DayDesign | None] = {
+        "default (footfall 0.7 cap 4, arrivals 0.2, rest 0.1)": DEFAULT_DESIGN,
     }
+    for cap in (2, 3, 4, 6):
+        designs[f"footfall only, cap {cap}"] = DayDesign(
+            shares=only, caps={**caps1, "footfall": cap}
+        )
+    designs["footfall 0.5 cap 4 + transitions 0.5"] = DayDesign(
+        shares={"footfall": f(1, 2), "transitions": f(1, 2)}, caps={**caps1, "footfall": 4}
+    )
+    designs["15-min windows (48/day, b = 2592), summed"] = None
+    return designs
+
+
+# Multi-day releases: (label, design, days, statistics). Not built in the device; estimated
+# from this one simulated day repeated D times (see multi_day).
+MULTI_DAY: tuple[tuple[str, DayDesign, int, tuple[str, ...]], ...] = (
+    ("7-day release of the default design [D copies of this day]", DEFAULT_DESIGN, 7,
+     ("footfall", "dwell", "transitions")),
+    ("28-day release of the default design [D copies of this day]", DEFAULT_DESIGN, 28,
+     ("arrivals", "dwell", "transitions")),
+)  # fmt: skip
+
+
+def multi_day(run: DayRun, design: DayDesign, days: int, draws: int) -> dict[str, Any]:
+    """A D-day release estimated from this day repeated D times (labelled as such).
+
+    Each day is charged its share (ε_D = D·share·ε) and one person shows at most D·N tokens, so
+    the noise scale of the D-day sum equals the one-day scale b. The day's exact counts
+    (noise off) × D get noise of scale b, k is applied to the sum, and the published sum / D
+    (the average day) is scored against this day's truth.
+    """
+    cfg = run.cfg
+    agg = DayAggregator(
+        cfg,
+        design=design,
+        ledger=EpsilonLedger(None, Budget.from_config(cfg)),
+        noise=lambda s: _Zero(1),
+        started=0.0,
+    )
+    _feed(agg, run.events)
+    w = agg.close(run.message.period_end + 1)
+    assert w is not None
+    msg = parse(dict(w.payload))
+    assert isinstance(msg, DayMessage)
+    k = cfg.privacy.k
+    pooled: dict[str, Any] = {}
+    for stat, block in msg.stats.items():
+        scale = agg.budget.noise_scale(stat, agg.budget.period_s, agg.budget.epsilon_per_day)
+        noise = DiscreteLaplace(scale)
+        p = pooled.setdefault(stat, {"errors": [], "published": [], "epsilon": block.epsilon})
+        for _ in range(draws):
+            values: dict[str, dict[str, int | None]] = {}
+            for zone, keyed in block.values.items():
+                row: dict[str, int | None] = {}
+                for key, v in keyed.items():
+                    noisy = days * (v or 0) + noise.sample()
+                    row[key] = None if noisy < k else round(noisy / days)
+                values[zone] = row
+            s = score(values, stat, run.truth)
+            p["errors"] += s["errors"]
+            p["published"].append(s["published"])
+    return pooled
 
 
 def compare(run: DayRun, draws: int, traffic: float) -> list[dict[str, Any]]:
     """Rows of the design comparison for one simulated day."""
     rows = []
+
+    def add(name: str, stat: str, p: dict[str, Any]) -> None:
+        med, p90 = _summary(p["errors"])
+        bias = p.get("bias")
+        rows.append(
+            {
+                "traffic": traffic,
+                "design": name,
+                "stat": stat,
+                "epsilon": round(p["epsilon"], 4),
+                "published": round(statistics.mean(p["published"]), 3),
+                "median_err": None if med is None else round(med, 3),
+                "p90_err": None if p90 is None else round(p90, 3),
+                "bias_noise_off": None if bias is None else round(bias, 3),
+            }
+        )
+
     for name, design in candidates().items():
-        pooled = replay(run, design, draws)
-        for stat, p in pooled.items():
-            med, p90 = _summary(p["errors"])
-            rows.append(
-                {
-                    "traffic": traffic,
-                    "design": name,
-                    "stat": stat,
-                    "epsilon": round(p["epsilon"], 4),
-                    "published": round(statistics.mean(p["published"]), 3),
-                    "median_err": None if med is None else round(med, 3),
-                    "p90_err": None if p90 is None else round(p90, 3),
-                    "bias_noise_off": None if p["bias"] is None else round(p["bias"], 3),
-                }
-            )
+        for stat, p in replay(run, design, draws).items():
+            add(name, stat, p)
+    for name, design, days, stats in MULTI_DAY:
+        pooled = multi_day(run, design, days, max(draws, 1))
+        for stat in stats:
+            add(name, stat, pooled[stat])
     return rows
 
 
@@ -473,7 +531,6 @@ def main(argv: list[str] | None = None) -> int:
     for traffic in args.traffic:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = day_config(traffic, args.open_h, args.close_h, Path(tmp))
-            _VISITED.clear()
             run = asyncio.run(run_day(cfg, args.seed))
             rows = table_rows(run, traffic)
             result["utility"] += rows

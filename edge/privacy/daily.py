@@ -25,7 +25,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -43,6 +43,8 @@ STORE_WIDE = "*"
 # Seconds by which a token's events can stray outside its use: app sightings are accepted
 # stamped up to ``raw_retention_s`` in the past and 5 s in the future (edge/radio/ingest.py).
 FUTURE_SLACK_S = 5.0
+# A footfall visit is a stay of at least this long in a zone (a stop, not a walk through it).
+VISIT_MIN_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +72,14 @@ class DayDesign:
 
 DEFAULT_DESIGN = DayDesign(
     shares={
-        "footfall": Fraction(11, 20),
-        "arrivals": Fraction(3, 10),
-        "dwell": Fraction(1, 20),
-        "transitions": Fraction(1, 20),
-        "offers": Fraction(1, 40),
-        "holdout": Fraction(1, 40),
+        "footfall": Fraction(7, 10),
+        "arrivals": Fraction(1, 5),
+        "dwell": Fraction(1, 25),
+        "transitions": Fraction(1, 25),
+        "offers": Fraction(1, 100),
+        "holdout": Fraction(1, 100),
     },
-    caps={"footfall": 2, "dwell": 1, "transitions": 1, "arrivals": 1, "holdout": 1},
+    caps={"footfall": 4, "dwell": 1, "transitions": 1, "arrivals": 1, "holdout": 1},
 )
 
 
@@ -151,8 +153,9 @@ class DayBudget:
 class _Tok:
     created_mono: float
     first_done: bool = False
-    zones: set[str] = field(default_factory=set)  # footfall cells counted (≤ cap)
+    visits: int = 0  # footfall visits counted (≤ cap)
     moved_in: bool = False  # the current zone was entered by a movement seen by this token
+    arrived: bool = False  # the current stay is the token's first, at the entrance
     dwell: int = 0
     transitions: int = 0
     offers: int = 0
@@ -263,7 +266,13 @@ class DayAggregator:
         return t
 
     def presence(self, ev: PresenceEvent) -> None:
-        """Count footfall, dwell, transitions and arrivals within the per-token caps."""
+        """Count footfall visits, dwell, transitions and arrivals within the per-token caps.
+
+        A footfall visit is a stay of at least ``VISIT_MIN_S`` in a zone that the token
+        *entered*: by a move from another zone, or as its first sighting in the entrance zone
+        (an arrival). A token first seen elsewhere is a rotation successor (or a phone that
+        woke up) and its first stay does not count: its predecessor counted it.
+        """
         if not self._counting(ev.ts):
             return
         t = self._t(ev.token)
@@ -272,33 +281,38 @@ class DayAggregator:
             t.first_done = True
             hour = dt.datetime.fromtimestamp(ev.ts, self._tz).hour
             arrived = self._entrance is None or ev.zone == self._entrance
-            if arrived and hour in c.arrivals and ev.kind is not PresenceKind.LEAVE:
-                c.arrivals[hour] += 1
+            if arrived and ev.kind is not PresenceKind.LEAVE:
+                t.arrived = True
+                if hour in c.arrivals:
+                    c.arrivals[hour] += 1
         if ev.kind is PresenceKind.LEAVE:
-            self._dwell(t, ev.zone, ev.dwell_s)
+            self._stay_ended(t, ev.zone, ev.dwell_s)
             return
         if ev.kind is not PresenceKind.ENTER or not ev.previous_zone:
             return
         prev = ev.previous_zone
-        self._dwell(t, prev, ev.previous_dwell_s)
+        self._stay_ended(t, prev, ev.previous_dwell_s)
         if ev.zone not in c.footfall:
-            t.moved_in = False
             return
         t.moved_in = True
-        if ev.zone not in t.zones and len(t.zones) < caps["footfall"]:
-            t.zones.add(ev.zone)
-            c.footfall[ev.zone] += 1
         pair = (prev, ev.zone)
         if pair in c.transitions and t.transitions < caps["transitions"]:
             t.transitions += 1
             c.transitions[pair] += 1
 
-    def _dwell(self, t: _Tok, zone: str, seconds: float) -> None:
-        """A stay that began with a movement seen by this token (its start is known)."""
-        moved_in, t.moved_in = t.moved_in, False
-        if moved_in and zone in self._counts.dwell and t.dwell < self.budget.caps["dwell"]:
+    def _stay_ended(self, t: _Tok, zone: str, seconds: float) -> None:
+        """A stay ended: a visit and a dwell if it began with an entry seen by this token."""
+        moved_in, arrived = t.moved_in, t.arrived
+        t.moved_in = t.arrived = False
+        c, caps = self._counts, self.budget.caps
+        entered = moved_in or arrived
+        visit = entered and seconds >= VISIT_MIN_S and zone in c.footfall
+        if visit and t.visits < caps["footfall"]:
+            t.visits += 1
+            c.footfall[zone] += 1
+        if moved_in and zone in c.dwell and t.dwell < caps["dwell"]:
             t.dwell += 1
-            self._counts.dwell[zone][dwell_bucket(seconds)] += 1
+            c.dwell[zone][dwell_bucket(seconds)] += 1
 
     def offer(self, token: bytes, coupon_id: str, ts: float) -> None:
         """Count an offer made (bounded per token)."""

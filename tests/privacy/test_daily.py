@@ -15,7 +15,13 @@ from edge.config.models import AppConfig
 from edge.contract.aggregate import DayMessage, cells, parse
 from edge.events import PresenceEvent, PresenceKind
 from edge.privacy.budget import Budget
-from edge.privacy.daily import DEFAULT_DESIGN, DayAggregator, DayBudget, DayDesign
+from edge.privacy.daily import (
+    DEFAULT_DESIGN,
+    VISIT_MIN_S,
+    DayAggregator,
+    DayBudget,
+    DayDesign,
+)
 from edge.privacy.holders import RawHolder
 from edge.privacy.ledger import EpsilonLedger
 from edge.privacy.noise import DiscreteLaplace
@@ -57,10 +63,11 @@ def _ev(kind: PresenceKind, token: int, zone: str, ts: float, prev: str | None =
 
 
 def _walk(agg: DayAggregator, token: int, ts: float, zones: list[str]) -> None:
-    """A token first seen in ``zones[0]`` that then walks through the rest."""
+    """A token first seen in ``zones[0]`` that walks through the rest (45 s each), then goes."""
     agg.presence(_ev(PresenceKind.ENTER, token, zones[0], ts))
     for i, (a, b) in enumerate(itertools.pairwise(zones)):
         agg.presence(_ev(PresenceKind.ENTER, token, b, ts + 60 * (i + 1), a, 0.0, 45.0))
+    agg.presence(_ev(PresenceKind.LEAVE, token, zones[-1], ts + 60 * len(zones), dwell=45.0))
 
 
 def _message(agg: DayAggregator, ts: float, partial: bool = False) -> DayMessage:
@@ -96,6 +103,26 @@ def test_counts_exactly_at_k_are_published_and_k_minus_1_suppressed() -> None:
         == 2 * k - 1
     )
     assert msg.cells_suppressed == sum(1 for c in cells(msg) if c.suppressed)
+
+
+def test_footfall_counts_entered_stays_of_at_least_the_visit_length() -> None:
+    cfg = _cfg()
+    t0 = _open(cfg) + 3600
+    agg = _agg(cfg)
+    short = VISIT_MIN_S - 1
+    for tok in range(6):  # arrival: the entrance counts; a short stay in produce does not
+        agg.presence(_ev(PresenceKind.ENTER, tok, "entrance", t0))
+        agg.presence(_ev(PresenceKind.ENTER, tok, "produce", t0 + 40, "entrance", 0, 40.0))
+        agg.presence(_ev(PresenceKind.ENTER, tok, "bakery", t0 + 60, "produce", 0, short))
+        agg.presence(_ev(PresenceKind.LEAVE, tok, "bakery", t0 + 200, dwell=VISIT_MIN_S))
+    for tok in range(100, 106):  # first seen mid-store (a rotation successor): coffee does
+        agg.presence(_ev(PresenceKind.ENTER, tok, "coffee", t0))  # not count, dairy does
+        agg.presence(_ev(PresenceKind.ENTER, tok, "dairy", t0 + 300, "coffee", 0, 300.0))
+        agg.presence(_ev(PresenceKind.LEAVE, tok, "dairy", t0 + 400, dwell=100.0))
+    foot = _message(agg, t0 + 12 * 3600).stats["footfall"].values
+    assert foot["entrance"]["visitors"] == 6 and foot["bakery"]["visitors"] == 6
+    assert foot["dairy"]["visitors"] == 6
+    assert foot["produce"]["visitors"] is None and foot["coffee"]["visitors"] is None
 
 
 def test_a_token_counts_at_most_its_caps_whatever_it_does() -> None:
@@ -182,7 +209,7 @@ def test_a_stop_publishes_a_partial_segment_and_the_rest_of_the_day_fits() -> No
     rest = _message(second, t0 + 12 * 3600)
     assert rest.period_start == int(stop + 60)
     assert ledger.spent_exact(rest.day) == 1
-    assert rest.stats["footfall"].sensitivity == b.tokens(rest.period_end - (stop + 60)) * 2
+    assert rest.stats["footfall"].sensitivity == b.tokens(rest.period_end - (stop + 60)) * b.caps["footfall"]
     # a third segment the same day finds nothing left and is withheld
     third = DayAggregator(cfg, ledger=ledger, noise=lambda s: _Zero(1), started=stop + 7200)
     _walk(third, 4, stop + 7300, ["entrance", "dairy"])
