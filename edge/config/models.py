@@ -215,6 +215,7 @@ class Privacy(Strict):
         if not 0 <= v[0] < v[1] <= 24:
             raise ValueError("day_hours must be [open, close) with 0 <= open < close <= 24")
         return v
+
     day_keys: dict[str, str] = Field(
         default_factory=dict,
         description="site day keys YYYY-MM-DD → 32 hex bytes; normally pushed by set_keys",
