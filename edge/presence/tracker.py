@@ -21,84 +21,40 @@ import numpy as np
 from edge.config.models import AppConfig
 from edge.events import PresenceEvent, PresenceKind, Sighting
 from edge.presence.layout import StoreLayout
+from edge.presence.zonefilter import FAST_DB, CellFilter
 from edge.privacy.holders import Holding
 
 _LOGGER = logging.getLogger(__name__)
 PACE_WINDOW_S = 300.0
-STEP_S = 1.0  # the forward filter advances at most once a second per token
-CLIP_UP_DB = 10.0  # a sample raises its anchor's smoothed level by at most alpha × this
-CLIP_DOWN_DB = 10.0  # and lowers it by at most alpha × this
-OBS_SIGMA_DB = 5.0  # level noise left after smoothing + path-loss model error
-OFFSET_RATIO = (5.0 / 4.0) ** 2  # obs variance / prior variance of a phone's gain offset
-HEADINGS = 4  # which way the shopper faces: summed out over this many directions
-BODY_DB = 8.0  # body loss straight behind the shopper (the simulator's literature value)
-NEIGHBOUR_M = 3.2  # cells this close are one step apart
-TEMPER = 0.35  # evidence weight per step: shadowing is correlated over seconds
-STILL_S = 60.0  # mean time a shopper stands before walking on
-WALK_S = 10.0  # mean time a shopper walks before stopping
-STILL_HOP_S = 30.0  # standing: mean time before drifting to a neighbouring cell
-WALK_HOP_S = 2.0  # walking (1 m/s over 2.5 m cells): mean time per cell
-FAR_MOVE = 1e-4  # per second and state: a jump (a missed stretch of the walk)
-SWITCH_RATIO = 2.0  # a zone takes over when it is this many times likelier than the current
-
-
-class _CellModel:
-    """Fixed arrays of the forward filter: per anchor, cell and heading the expected level."""
-
-    def __init__(self, layout: StoreLayout) -> None:
-        anchors = [layout.anchors[a] for a in layout.anchor_ids]
-        cells = layout.cells
-        ax = np.array([a.x for a in anchors])[:, None]
-        ay = np.array([a.y for a in anchors])[:, None]
-        n = np.array([a.exponent for a in anchors])[:, None]
-        cx = np.array([c.x for c in cells])[None, :]
-        cy = np.array([c.y for c in cells])[None, :]
-        d = np.hypot(ax - cx, ay - cy)
-        mean = -10.0 * n * np.log10(np.maximum(d, 0.5))  # (anchors, cells)
-        toward = np.arctan2(ay - cy, ax - cx)  # direction from the cell to the anchor
-        heads = np.arange(HEADINGS) * (2.0 * math.pi / HEADINGS)
-        body = 0.5 * BODY_DB * (1.0 - np.cos(toward[:, :, None] - heads[None, None, :]))
-        self.mean = mean[:, :, None] - body  # (anchors, cells, headings)
-        self.cell_zone = np.array([c.zone for c in cells], dtype=np.intp)
-        cd = np.hypot(cx.T - cx, cy.T - cy)
-        near = ((cd > 0) & (cd <= NEIGHBOUR_M)).astype(float)
-        near /= np.maximum(near.sum(axis=1, keepdims=True), 1.0)
-        self.neighbours_t = np.ascontiguousarray(near.T)
-
-    def likelihood(self, fresh: np.ndarray, levels: np.ndarray) -> np.ndarray:
-        """Tempered likelihood per cell of the fresh anchors' levels (max-normalised).
-
-        Per cell and heading, a common gain offset is fitted in closed form (a Gaussian
-        prior on it), the headings are summed out, and the result is raised to ``TEMPER``.
-        """
-        r = levels[:, None, None] - self.mean[fresh]
-        k = r.shape[0]
-        s1 = r.sum(axis=0)
-        sse = (r * r).sum(axis=0) - s1 * s1 / (k + OFFSET_RATIO)
-        ll = sse * (-0.5 / OBS_SIGMA_DB**2)
-        top = ll.max(axis=1)
-        ll_cell = top + np.log(np.exp(ll - top[:, None]).sum(axis=1))
-        like: np.ndarray = np.exp(TEMPER * (ll_cell - ll_cell.max()))
-        return like
+STEP_S = 1.0  # the forward filter advances on the once-a-second tick
+LATE_STEP_S = 2.0  # or when levels have waited this long for a tick
+SWITCH_RATIO = 4.0  # a zone takes over when it is this many times likelier than the current
 
 
 @dataclass(slots=True)
 class TokenState:
     """RAW. What the appliance holds about one token right now.
 
-    ``levels[a]``/``seen[a]`` are the smoothed level and last sighting time of anchor index
-    ``a`` (NaN/-inf when none is held); ``post`` the zone probabilities of the forward filter.
+    Per anchor index ``a``: ``acc_sum[a]``/``acc_n[a]``/``acc_t[a]`` the levels heard since
+    the filter's last step (sum, packets, latest time; ``acc_t`` -inf when none), and
+    ``prev[a]``/``prev_t[a]``/``prev_var[a]`` the level that step used (mean, time, noise
+    variance; ``prev_t`` -inf when none). ``post`` is the filter's state (``CellFilter``).
     """
 
     tier: int
     first_seen: float
     last_seen: float
-    levels: list[float]
-    seen: list[float]
-    post: np.ndarray | None = None  # (standing, walking) × the layout's cells
+    acc_sum: list[float]
+    acc_n: list[int]
+    acc_t: list[float]
+    prev: list[float]
+    prev_t: list[float]
+    prev_var: list[float]
+    post: np.ndarray | None = None  # (standing, walking) × cells × headings
     zone_post: np.ndarray | None = None  # the same, summed per zone
     step_ts: float = -math.inf
-    held_samples: int = 0
+    pending_ts: float = math.inf  # time of the oldest level not yet stepped
+    held_samples: int = 0  # anchors with a level held
     zone: str | None = None
     previous_zone: str | None = None
     zone_since: float = 0.0
@@ -110,6 +66,17 @@ class TokenState:
     def pace_changes(self, now: float) -> float:
         """Zone changes over roughly the last ``PACE_WINDOW_S`` (exponentially decayed)."""
         return self.changes * math.exp(-max(0.0, now - self.changes_ts) / PACE_WINDOW_S)
+
+    def drop_anchor(self, a: int) -> None:
+        """Forget everything held for anchor ``a``."""
+        if self.acc_t[a] != -math.inf or self.prev_t[a] != -math.inf:
+            self.held_samples -= 1
+        self.acc_sum[a] = 0.0
+        self.acc_n[a] = 0
+        self.acc_t[a] = -math.inf
+        self.prev[a] = math.nan
+        self.prev_t[a] = -math.inf
+        self.prev_var[a] = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,13 +91,13 @@ class RawRetention:
 class PresenceTracker:
     """Turns sightings into zone, dwell and leave events for each live token.
 
-    The method (docs/ARCHITECTURE.md, presence): each anchor's level is smoothed with an
-    outlier-clipped exponential average; at most every ``STEP_S`` a forward (HMM) filter over
-    the zones advances: a transition over the zone adjacency graph, then the likelihood of
-    all fresh anchor levels against every zone's fingerprint (``StoreLayout.fingerprints``,
-    the path-loss prediction over the zone floor), with a common offset per phone estimated
-    in closed form (phones differ in gain) and tempered because shadowing is correlated over
-    seconds. The zone changes when another zone's probability beats the current one's by
+    The method (docs/ARCHITECTURE.md, presence; edge/presence/zonefilter.py): a sighting only
+    adds its path-loss normalised level to its anchor's running sum (O(1)). At most once per
+    ``STEP_S`` per token (on ``tick`` or when the next second's sightings arrive) a forward
+    filter over (standing/walking, floor cell, heading) advances and weighs the mean level of
+    every anchor heard since, as an AR(1) innovation against that anchor's previous level: a
+    dwell accumulates evidence as fast as the shadowing decorrelates, not per packet. The
+    zone changes when another zone's probability beats the current one's by
     ``SWITCH_RATIO``.
     """
 
@@ -146,7 +113,6 @@ class PresenceTracker:
         self._mono = monotonic
         self._layout = StoreLayout(cfg)
         self._emit = emit
-        self._alpha = cfg.presence.smoothing_alpha
         self._stale = cfg.presence.stale_anchor_s
         self._ttl = cfg.presence.token_ttl_s
         self._retention = cfg.privacy.raw_retention_s
@@ -154,10 +120,9 @@ class PresenceTracker:
         self._max_tokens = cfg.presence.max_tokens
         self._tokens: dict[bytes, TokenState] = {}
         self._index = self._layout.anchor_index
-        self._model = _CellModel(self._layout)
+        self._filter = CellFilter(self._layout)
         layout = self._layout
         self._n_anchors = len(layout.anchor_ids)
-        self._n_zones = len(layout.zone_ids)
         self._norm = [
             -a.rssi_at_1m + a.offset_db for a in (layout.anchors[i] for i in layout.anchor_ids)
         ]
@@ -178,6 +143,7 @@ class PresenceTracker:
             self.dropped_unknown_anchor += 1
             return
         st = self._tokens.get(s.token)
+        ts = s.ts
         if st is None:
             if len(self._tokens) >= self._max_tokens:
                 self.dropped_capacity += 1
@@ -185,74 +151,85 @@ class PresenceTracker:
             n = self._n_anchors
             st = TokenState(
                 tier=s.tier,
-                first_seen=s.ts,
-                last_seen=s.ts,
-                levels=[math.nan] * n,
-                seen=[-math.inf] * n,
-                changes_ts=s.ts,
+                first_seen=ts,
+                last_seen=ts,
+                acc_sum=[0.0] * n,
+                acc_n=[0] * n,
+                acc_t=[-math.inf] * n,
+                prev=[math.nan] * n,
+                prev_t=[-math.inf] * n,
+                prev_var=[0.0] * n,
+                changes_ts=ts,
             )
             self._tokens[s.token] = st
-        ts = s.ts
+        elif ts - st.pending_ts >= LATE_STEP_S:
+            # No tick has weighed the levels held (a caller that does not tick every
+            # second): weigh them before this one joins.
+            self._advance(s.token, st, st.last_seen)
         if ts > st.last_seen:
             st.last_seen = ts
         st.last_mono = self._mono()
-        # Path-loss normalised signal: higher means closer, comparable across anchors.
-        level = s.rssi + self._norm[a]
-        last = st.seen[a]
-        if last == -math.inf:
-            st.held_samples += 1
-            st.levels[a] = level
-            st.seen[a] = ts
-        elif ts - last > self._stale:
-            st.levels[a] = level
-            st.seen[a] = ts
-        else:
-            old = st.levels[a]
-            step = level - old
-            if step > CLIP_UP_DB:
-                step = CLIP_UP_DB
-            elif step < -CLIP_DOWN_DB:
-                step = -CLIP_DOWN_DB
-            st.levels[a] = old + self._alpha * step
-            if ts > last:
-                st.seen[a] = ts
-        if st.zone is None and st.held_samples == 1:
-            # One anchor heard says little about where in its range the phone is: until a
-            # second one is heard, the phone is in that anchor's zone (as the anchors do).
-            self._step(st, ts)
+        if st.acc_t[a] == -math.inf:
+            if st.prev_t[a] == -math.inf:
+                st.held_samples += 1
+            st.acc_t[a] = ts
+        elif ts > st.acc_t[a]:
+            st.acc_t[a] = ts
+        st.acc_sum[a] += s.rssi + self._norm[a]  # path-loss normalised: higher is closer
+        st.acc_n[a] += 1
+        if ts < st.pending_ts:
+            st.pending_ts = ts
+        if st.zone is None:
+            # One anchor heard says little about where in its range the phone is: until the
+            # filter has weighed a step, the phone is in that anchor's zone (as anchors do).
             self._enter(s.token, st, self._anchor_zone[a], ts)
-        elif ts - st.step_ts >= STEP_S:
-            self._step(st, ts)
-            self._update_zone(s.token, st, ts)
+
+    def _advance(self, token: bytes, st: TokenState, now: float) -> None:
+        self._step(st, now)
+        self._update_zone(token, st, now)
 
     def _step(self, st: TokenState, now: float) -> None:
-        """One forward-filter step: transition over the cell graph, then the evidence."""
-        seen = np.array(st.seen)
-        fresh = np.flatnonzero(seen >= now - self._stale)
-        if not fresh.size:
+        """One forward-filter step over the levels held since the previous step."""
+        st.pending_ts = math.inf
+        fresh = [a for a, n in enumerate(st.acc_n) if n]
+        if not fresh:
             return
-        m = self._model
-        like = m.likelihood(fresh, np.array(st.levels)[fresh])
-        post = st.post
-        if post is None:
-            new = np.stack((like, like))
-        else:
-            dt = min(max(now - st.step_ts, 0.0), 30.0)
-            start = 1.0 - math.exp(-dt / STILL_S)  # still → walking
-            stop = 1.0 - math.exp(-dt / WALK_S)  # walking → still
-            still = (1.0 - start) * post[0] + stop * post[1]
-            walk = start * post[0] + (1.0 - stop) * post[1]
-            hop_s = 1.0 - math.exp(-dt / STILL_HOP_S)
-            hop_w = 1.0 - math.exp(-dt / WALK_HOP_S)
-            nbt = m.neighbours_t
-            still = (1.0 - hop_s) * still + hop_s * (nbt @ still)
-            walk = (1.0 - hop_w) * walk + hop_w * (nbt @ walk)
-            new = np.stack((still, walk)) * like + FAR_MOVE * dt
-        total = float(new.sum())
-        st.post = new / total if total > 0 else np.stack((like, like)) / (2.0 * float(like.sum()))
-        st.zone_post = np.bincount(
-            m.cell_zone, weights=st.post.sum(axis=0), minlength=self._n_zones
-        )
+        f = self._filter
+        k = len(fresh)
+        level = np.empty(k)
+        count = np.empty(k)
+        previous = np.empty(k)
+        gap = np.empty(k)
+        pvar = np.empty(k)
+        stale = self._stale
+        acc_sum, acc_n, acc_t = st.acc_sum, st.acc_n, st.acc_t
+        prev, prev_t, prev_var = st.prev, st.prev_t, st.prev_var
+        fast2 = FAST_DB * FAST_DB
+        for i, a in enumerate(fresh):
+            n = acc_n[a]
+            y = acc_sum[a] / n
+            t = acc_t[a]
+            level[i] = y
+            count[i] = n
+            g = t - prev_t[a]
+            if g <= stale:
+                gap[i] = max(g, 0.0)
+                previous[i] = prev[a]
+                pvar[i] = prev_var[a]
+            else:
+                gap[i] = math.inf
+                previous[i] = 0.0
+                pvar[i] = 0.0
+            prev[a] = y
+            prev_t[a] = t
+            prev_var[a] = fast2 / n
+            acc_sum[a] = 0.0
+            acc_n[a] = 0
+            acc_t[a] = -math.inf
+        anchors = np.array(fresh, dtype=np.intp)
+        pred = f.initial() if st.post is None else f.predict(st.post, now - st.step_ts)
+        st.post = f.update(pred, anchors, level, count, previous, gap, pvar)
+        st.zone_post = f.zone_post(st.post)
         st.step_ts = now
 
     def _update_zone(self, token: bytes, st: TokenState, now: float) -> None:
@@ -306,7 +283,8 @@ class PresenceTracker:
         )
 
     def tick(self, now: float) -> int:
-        """Purge samples past retention and tokens past TTL (emitting LEAVE); return evicted."""
+        """Step the filters of tokens with levels waiting, purge samples past retention
+        and tokens past TTL (emitting LEAVE); return how many tokens were evicted."""
         evicted = 0
         sample_cutoff = now - self._retention
         token_cutoff = now - self._ttl
@@ -318,13 +296,14 @@ class PresenceTracker:
                 if st.zone is not None:
                     self._emit(self._event(PresenceKind.LEAVE, token, st, st.last_seen))
                 continue
+            if st.pending_ts <= now:
+                self._advance(token, st, st.last_seen)
             if st.held_samples:
-                seen, levels = st.seen, st.levels
-                for a, last in enumerate(seen):
+                acc_t, prev_t = st.acc_t, st.prev_t
+                for a in range(self._n_anchors):
+                    last = max(acc_t[a], prev_t[a])
                     if last != -math.inf and last < sample_cutoff:
-                        seen[a] = -math.inf
-                        levels[a] = math.nan
-                        st.held_samples -= 1
+                        st.drop_anchor(a)
         return evicted
 
     def forget(self, token: bytes) -> int:
@@ -379,7 +358,8 @@ class PresenceTracker:
         oldest = now
         for st in self._tokens.values():
             samples += st.held_samples
-            for last in st.seen:
+            for a in range(self._n_anchors):
+                last = max(st.acc_t[a], st.prev_t[a])
                 if last != -math.inf:
                     oldest = min(oldest, last)
         return RawRetention(len(self._tokens), samples, (now - oldest) if samples else 0.0)

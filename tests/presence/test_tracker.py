@@ -59,6 +59,7 @@ def test_dwell_events_are_periodic() -> None:
     tr, events = _tracker()
     for i in range(61):
         tr.sighting(_sight("b-dairy", -60, float(i)))
+        tr.tick(float(i))  # the daemon ticks every second: the filter steps there
     enter = next(e for e in events if e.kind is PresenceKind.ENTER)
     assert enter.ts == 0.0 and enter.zone == "dairy"  # one anchor: its zone at once
     dwell = [e for e in events if e.kind is PresenceKind.DWELL]
@@ -150,3 +151,40 @@ def test_the_forward_filter_rides_out_a_deep_fade() -> None:
     assert tr.zone_of(TOKEN) == "coffee"
     settled = [e for e in events if e.kind is PresenceKind.ENTER and e.ts >= 5.0]
     assert settled == []  # no zone change once settled, fade or not
+
+
+def test_levels_of_one_second_are_weighed_together_at_the_tick() -> None:
+    """Sightings only accumulate; the filter steps once per second (on tick or the next second)."""
+    cfg = demo_config()
+    tr, events = _tracker()
+    here = (26.0, 10.0)  # beverages, at its beacon
+
+    def second(t: float) -> None:
+        for b in cfg.store.beacons:
+            d = max(0.5, math.dist(b.position, here))
+            tr.sighting(_sight(b.id, round(b.rssi_at_1m - 22 * math.log10(d)), t))
+
+    second(0.0)
+    # Before any step the phone is in the zone of the first anchor heard (b-entrance).
+    assert tr.zone_of(TOKEN) == "entrance"
+    tr.tick(0.0)
+    assert tr.zone_of(TOKEN) == "beverages"
+    assert [e.zone for e in events if e.kind is PresenceKind.ENTER] == ["entrance", "beverages"]
+
+
+def test_a_long_dwell_is_not_undone_by_seconds_of_correlated_shadowing() -> None:
+    """Consecutive levels are not independent evidence: a 5-second shadowing dip of the
+    near anchors (AR(1), τ ≈ 5 s) after a minute of dwell does not move a settled phone."""
+    cfg = demo_config()
+    tr, events = _tracker()
+    here = (11.0, 9.0)  # coffee, 1 m from its beacon, 3 m from the dairy boundary
+    for i in range(70):
+        for b in cfg.store.beacons:
+            d = max(0.5, math.dist(b.position, here))
+            rssi = b.rssi_at_1m - 22 * math.log10(d)
+            if 60 <= i < 65 and b.id in ("b-coffee", "b-produce"):
+                rssi -= 6.0  # one σ of shadowing on the anchors that place the phone
+            tr.sighting(_sight(b.id, round(rssi), float(i)))
+        tr.tick(float(i))
+    assert tr.zone_of(TOKEN) == "coffee"
+    assert [e.zone for e in events if e.kind is PresenceKind.ENTER and e.ts >= 5.0] == []
