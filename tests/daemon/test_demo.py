@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from edge.contract.aggregate import cells, parse
+
 ENV = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
 
 
@@ -68,17 +70,17 @@ def test_summary_numbers_are_sane(demo_run: tuple[Path, dict[str, object], str])
     assert isinstance(s["shoppers"], int) and s["shoppers"] > 20
     assert 0 < s["opted_in"] < s["shoppers"]  # type: ignore[operator]
     assert 0 < s["opted_in_detected"] <= s["opted_in"]  # type: ignore[operator]
-    # seed 3, 20 simulated minutes, correlated shadowing (the demo default) gives 0.7669
-    # (deterministic on this code); ±0.02 admits platform noise in float sums. The total
-    # alone does not tell trackers apart (the strongest-anchor tracker this replaced gives
-    # 0.7593): the standing/walking split below does (it gives 0.7733 / 0.6738; TESTING.md)
-    assert abs(s["zone_accuracy"] - 0.7669) <= 0.02  # type: ignore[operator]
+    # seed 3, 20 simulated minutes, correlated shadowing (the demo default) gives 0.8308
+    # (deterministic on this code); ±0.02 admits platform noise in float sums, not another
+    # tracker: the previous forward filter gives 0.7669 / 0.8318 / 0.3981 and 6.0 s on the
+    # same run and fails every pin below (docs/TESTING.md)
+    assert abs(s["zone_accuracy"] - 0.8308) <= 0.02  # type: ignore[operator]
     # the split a single accuracy hides (seeded values, same run; tolerances documented in
     # docs/TESTING.md): standing is easier, walking is where a tracker is tested
-    assert abs(s["zone_accuracy_still"] - 0.8318) <= 0.02  # type: ignore[operator]
-    assert abs(s["zone_accuracy_moving"] - 0.3981) <= 0.05  # type: ignore[operator]
+    assert abs(s["zone_accuracy_still"] - 0.8725) <= 0.02  # type: ignore[operator]
+    assert abs(s["zone_accuracy_moving"] - 0.5964) <= 0.05  # type: ignore[operator]
     latency = s["zone_change_latency_s"]
-    assert latency["changes"] > 100 and 4.0 <= latency["median"] <= 9.0  # type: ignore[index]
+    assert latency["changes"] > 100 and 2.0 <= latency["median"] <= 5.0  # type: ignore[index]
     assert s["coverage"] >= 0.97  # type: ignore[operator]
     assert s["first_detection_s_median"] <= 5.0  # type: ignore[operator]
     assert s["max_raw_age_running_s"] <= 32.0  # raw_retention_s + one tick + rounding
@@ -114,10 +116,10 @@ def test_outbox_holds_aggregate_windows(demo_run: tuple[Path, dict[str, object],
     assert len(rows) == s["windows_written"]
     for topic, payload in rows:
         assert topic == "agg"
-        body = json.loads(payload)
-        assert body["privacy"]["k"] == 5
-        for zone in body["zones"].values():
-            assert zone["visitors"] is None or zone["visitors"] >= 5
+        msg = parse(json.loads(payload))  # any release, through the contract
+        assert msg.privacy.k == 5
+        published = [c.value for c in cells(msg) if not c.suppressed]
+        assert all(v is not None and v >= 5 for v in published)
 
 
 @pytest.mark.timeout(60)
