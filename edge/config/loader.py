@@ -152,7 +152,7 @@ def load_config(path: str | os.PathLike[str]) -> AppConfig:
     except OSError as exc:
         raise ConfigError(str(p), [ConfigProblem("", f"cannot read file: {exc.strerror}")]) from exc
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8")  # pragma: no mutate (codec names ignore case)
     except UnicodeDecodeError as exc:
         raise ConfigError(str(p), [_NotUtf8(exc.start)]) from None
     return parse_config(text, str(p))

@@ -101,3 +101,113 @@ def test_real_full_filesystem(tmp_path: Path) -> None:
         box.close()
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+class Recorder:
+    """A put that records what reached it (the outbox itself is tested in test_outbox*)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, bytes]] = []
+
+    def put(self, msg_id: str, topic: str, body: bytes) -> None:
+        self.calls.append((msg_id, topic, body))
+
+
+def test_max_windows_must_be_at_least_one() -> None:
+    with pytest.raises(ValueError, match=r"^max_windows must be >= 1$"):
+        WindowSpool(Recorder().put, max_windows=0)
+    spool = WindowSpool(Recorder().put, max_windows=1)
+    spool.add(_window(0))
+    spool.add(_window(1))
+    assert (spool.pending, spool.dropped) == (1, 1)
+
+
+def test_default_bound_is_one_day_of_windows() -> None:
+    spool = WindowSpool(Recorder().put)
+    for i in range(96):
+        spool.add(_window(i))
+    assert (spool.pending, spool.dropped) == (96, 0)
+    spool.add(_window(96))
+    assert (spool.pending, spool.dropped) == (96, 1)
+
+
+async def test_windows_go_to_the_agg_topic_as_compact_json() -> None:
+    rec = Recorder()
+    spool = WindowSpool(rec.put)
+    spool.add(_window(3))
+    spool.add(_window(4))
+    assert await spool.flush() == 2
+    assert rec.calls == [
+        ("w3", "agg", b'{"id":"w3","n":3}'),
+        ("w4", "agg", b'{"id":"w4","n":4}'),
+    ]
+    assert await spool.flush() == 0  # nothing left
+    assert spool.stats() == {
+        "pending": 0,
+        "written": 2,
+        "dropped": 0,
+        "failures": 0,
+        "last_error": None,
+    }
+
+
+async def test_a_window_dropped_while_it_was_being_written_takes_no_other_with_it() -> None:
+    import threading
+
+    started, gate = threading.Event(), threading.Event()
+    written: list[str] = []
+
+    def slow_put(msg_id: str, topic: str, body: bytes) -> None:
+        started.set()
+        assert gate.wait(10)
+        written.append(msg_id)
+
+    spool = WindowSpool(slow_put, max_windows=2)
+    spool.add(_window(0))
+    task = asyncio.create_task(spool.flush())
+    assert await asyncio.to_thread(started.wait, 10)
+    spool.add(_window(1))
+    spool.add(_window(2))  # the spool is full: w0, being written, is the one dropped
+    gate.set()
+    assert await task == 3
+    assert written == ["w0", "w1", "w2"]
+    assert spool.pending == 0
+
+
+async def test_failure_reports_are_rate_limited_at_the_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mono = Mono()
+    full = True
+
+    def put(msg_id: str, topic: str, body: bytes) -> None:
+        if full:
+            raise OSError("disk full: /var/lib/shelfedge")
+
+    spool = WindowSpool(put, max_windows=4, monotonic=mono)  # reports once a minute by default
+    spool.add(_window(0))
+    with caplog.at_level(logging.WARNING, logger="edge.bus.spool"):
+        for t in (0.0, 30.0, 59.9, 60.0, 61.0, 120.0):
+            mono.t = t
+            assert await spool.flush() == 0
+        full = False
+        spool.add(_window(1))
+        assert await spool.flush() == 2
+        spool.add(_window(2))
+        assert await spool.flush() == 1  # healthy again: no second recovery report
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.ERROR, "outbox write failed (OSError); 1 window(s) kept in RAM (at most 4)"),
+        (
+            logging.ERROR,
+            "outbox write failed (OSError); 1 window(s) kept in RAM (at most 4)"
+            " (2 more failures since the last report)",
+        ),
+        (
+            logging.ERROR,
+            "outbox write failed (OSError); 1 window(s) kept in RAM (at most 4)"
+            " (1 more failures since the last report)",
+        ),
+        (logging.WARNING, "outbox writable again; 2 window(s) written, 0 dropped while it failed"),
+    ]
+    assert "disk full" not in caplog.text  # the class only, never the text
+    assert spool.stats()["failures"] == 6 and spool.stats()["last_error"] == "OSError"
