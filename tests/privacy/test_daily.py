@@ -209,7 +209,10 @@ def test_a_stop_publishes_a_partial_segment_and_the_rest_of_the_day_fits() -> No
     rest = _message(second, t0 + 12 * 3600)
     assert rest.period_start == int(stop + 60)
     assert ledger.spent_exact(rest.day) == 1
-    assert rest.stats["footfall"].sensitivity == b.tokens(rest.period_end - (stop + 60)) * b.caps["footfall"]
+    assert (
+        rest.stats["footfall"].sensitivity
+        == b.tokens(rest.period_end - (stop + 60)) * b.caps["footfall"]
+    )
     # a third segment the same day finds nothing left and is withheld
     third = DayAggregator(cfg, ledger=ledger, noise=lambda s: _Zero(1), started=stop + 7200)
     _walk(third, 4, stop + 7300, ["entrance", "dairy"])
