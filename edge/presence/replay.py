@@ -45,6 +45,16 @@ class _ZoneTally:
     confused_with: dict[str, int] = field(default_factory=dict)
 
 
+_PER_SECOND_KEYS = (
+    "flaps",
+    "flaps_per_min",
+    "estimate_changes",
+    "latency_median_s",
+    "latency_p90_s",
+    "zone_changes_caught",
+)
+
+
 @dataclass(slots=True)
 class _Clock:
     now: float = 0.0
@@ -125,6 +135,7 @@ def replay(cfg: AppConfig, trace: Trace) -> dict[str, Any]:
     # truth of its walk (a rotated-out token still belongs to its walk, as in the demo).
     per_second = ZoneScorer()
     token_subject: dict[bytes, Hashable] = {}
+    subject_token: dict[Hashable, bytes] = {}  # each subject's current token, as the demo scores
     latest_truth: dict[Hashable, tuple[float, str | None]] = {}
     per_zone: dict[str, _ZoneTally] = {}
     beacon_samples = 0
@@ -142,10 +153,10 @@ def replay(cfg: AppConfig, trace: Trace) -> dict[str, Any]:
         tracker.tick(now)
         tracker.purge(clock.monotonic())
         keys.purge(clock.monotonic())
-        for live in tracker.live_tokens():
-            known = latest_truth.get(token_subject.get(live, ("token", live)))
-            if known is not None and now - known[0] <= TRUTH_HOLD_S:
-                per_second.tally(known[1], tracker.zone_of(live))
+        for subject, current in subject_token.items():
+            known = latest_truth.get(subject)
+            if known is not None and now - known[0] <= TRUTH_HOLD_S and tracker.is_live(current):
+                per_second.observe(subject, now, known[1], tracker.zone_of(current))
 
     pending: list[tuple[Hashable, bytes | None, TraceLine]] = []
 
@@ -209,12 +220,14 @@ def replay(cfg: AppConfig, trace: Trace) -> dict[str, Any]:
             latest_truth[subject] = (line.ts, line.zone)
         if token is not None:
             token_subject[token] = subject
+            subject_token[subject] = token
     score_pending()
     if next_tick is not None and current_ts is not None:
         while next_tick < current_ts + TICK_S:
             tick(next_tick)
             next_tick += TICK_S
     token_subject.clear()
+    subject_token.clear()
     tracker.clear()
     walks.clear()
     keys.replace({}, version=0)
@@ -222,6 +235,12 @@ def replay(cfg: AppConfig, trace: Trace) -> dict[str, Any]:
     out = scorer.summary()
     out.update(
         {
+            # Flaps and latency are counted on the demo's unit, each walk's current token once
+            # a second, so that they do not depend on the advert rate; per sighting beside them.
+            **{f"{key}_per_sighting": out[key] for key in _PER_SECOND_KEYS},
+            **{
+                key: value for key, value in per_second.summary().items() if key in _PER_SECOND_KEYS
+            },
             "accuracy_per_second": per_second.accuracy(),
             "samples_per_second": per_second.scored,
             "lines": trace.read,

@@ -74,6 +74,11 @@ class CellFilter:
         near = ((cd > 0) & (cd <= NEIGHBOUR_M)).astype(float)
         near /= np.maximum(near.sum(axis=1, keepdims=True), 1.0)
         self.neighbours_t = np.ascontiguousarray(near.T)
+        self._mean_flat = np.ascontiguousarray(self.mean.reshape(len(anchors), -1))
+        onehot = np.zeros((self.cells, self.zones))
+        onehot[np.arange(self.cells), self.cell_zone] = 1.0
+        self._zone_of_state = np.repeat(onehot, HEADINGS, axis=0)  # (cells·headings, zones)
+        self._moves: dict[float, tuple[np.ndarray, tuple[float, float, float, float]]] = {}
         self._s2 = SHADOW_DB**2
         self._f2 = FAST_DB**2
         self._m2 = MODEL_DB**2
@@ -84,28 +89,40 @@ class CellFilter:
         size = 2 * self.cells * HEADINGS
         return np.full((2, self.cells, HEADINGS), 1.0 / size)
 
+    def _move(self, dt: float) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+        """Cell-hop operators (standing, walking) and mode/turn rates for a step of ``dt``."""
+        cached = self._moves.get(dt)
+        if cached is not None:
+            return cached
+        start = 1.0 - math.exp(-dt / STILL_S)  # standing → walking
+        stop = 1.0 - math.exp(-dt / WALK_S)  # walking → standing
+        turn = 1.0 - math.exp(-dt / TURN_S)
+        eye = np.eye(self.cells)
+        hops = []
+        for hop_s in (STILL_HOP_S, WALK_HOP_S):
+            hop = 1.0 - math.exp(-dt / hop_s)
+            hops.append((1.0 - hop) * eye + hop * self.neighbours_t)
+        out = (np.stack(hops), (start, stop, turn, FAR_MOVE * dt / (2 * self.cells * HEADINGS)))
+        if len(self._moves) < 64:  # ticks come at a handful of distinct step lengths
+            self._moves[dt] = out
+        return out
+
     def predict(self, post: np.ndarray, dt: float) -> np.ndarray:
         """The state ``dt`` seconds later, before any evidence."""
         dt = min(max(dt, 0.0), MAX_DT_S)
-        start = 1.0 - math.exp(-dt / STILL_S)  # standing → walking
-        stop = 1.0 - math.exp(-dt / WALK_S)  # walking → standing
+        hops, (start, stop, turn, far) = self._move(dt)
         stand, walk = post[0], post[1]
         # A new facing when a shopper stops at a shelf or walks on.
-        stand_any = stand.sum(axis=1, keepdims=True) * (1.0 / HEADINGS)
-        walk_any = walk.sum(axis=1, keepdims=True) * (1.0 / HEADINGS)
-        new_stand = (1.0 - start) * stand + stop * walk_any
-        new_walk = (1.0 - stop) * walk + start * stand_any
-        nbt = self.neighbours_t
-        hop_s = 1.0 - math.exp(-dt / STILL_HOP_S)
-        hop_w = 1.0 - math.exp(-dt / WALK_HOP_S)
-        new_stand = (1.0 - hop_s) * new_stand + hop_s * (nbt @ new_stand)
-        new_walk = (1.0 - hop_w) * new_walk + hop_w * (nbt @ new_walk)
-        turn = 1.0 - math.exp(-dt / TURN_S)
-        new_walk = (1.0 - turn) * new_walk + turn * (
-            new_walk.sum(axis=1, keepdims=True) * (1.0 / HEADINGS)
-        )
-        out = np.stack((new_stand, new_walk))
-        out += FAR_MOVE * dt / out.size
+        stand_any = stand.mean(axis=1, keepdims=True)
+        walk_any = walk.mean(axis=1, keepdims=True)
+        mixed = np.empty_like(post)
+        np.add((1.0 - start) * stand, stop * walk_any, out=mixed[0])
+        # Walking on: a turn now and then (its facing forgotten); the hop is linear, so turning
+        # before or after it is the same.
+        np.add(((1.0 - stop) * (1.0 - turn)) * walk, (1.0 - stop) * turn * walk_any, out=mixed[1])
+        mixed[1] += start * stand_any
+        out: np.ndarray = np.matmul(hops, mixed)
+        out += far
         return out
 
     def update(
@@ -124,7 +141,7 @@ class CellFilter:
         ``previous``/``gap``/``previous_var``: that anchor's level at its previous step, the
         seconds since (``inf`` when there is none) and its per-packet noise variance.
         """
-        mu = self.mean[anchors]  # (k, cells, headings)
+        mu = self._mean_flat[anchors]  # (k, cells·headings)
         fast = self._f2 / count
         # Both modes at once: row 0 standing, row 1 walking (the shadowing also decorrelates
         # with the walker's movement).
@@ -134,18 +151,21 @@ class CellFilter:
         inv = 1.0 / var
         z = level - rho * np.where(np.isfinite(gap), previous, 0.0)
         b = 1.0 - rho
-        r = z[:, :, None, None] - b[:, :, None, None] * mu  # (2, k, cells, headings)
-        rw = r * inv[:, :, None, None]
-        ll = np.minimum(r * rw, CAP_Q).sum(axis=1)
+        r = z[:, :, None] - b[:, :, None] * mu  # (2, k, cells·headings)
+        rw = r * inv[:, :, None]
+        q = r * rw
+        np.minimum(q, CAP_Q, out=q)
+        ll = q.sum(axis=1)  # (2, cells·headings)
         if OFFSET_DB > 0.0:
             # A common gain offset of the phone, fitted per hypothesis (Gaussian prior).
             sb = (b * b * inv).sum(axis=1) + 1.0 / OFFSET_DB**2
-            br = np.einsum("mk,mkch->mch", b, rw)
-            ll -= br * br / sb[:, None, None]
-        ll += np.log(var).sum(axis=1)[:, None, None]
+            br = np.matmul(b[:, None, :], rw)[:, 0, :]
+            ll -= br * br / sb[:, None]
+        ll += np.log(var).sum(axis=1)[:, None]
         ll *= -0.5
         ll -= ll.max()
-        new: np.ndarray = pred * np.exp(ll)
+        np.exp(ll, out=ll)
+        new: np.ndarray = pred * ll.reshape(pred.shape)
         total = float(new.sum())
         if not total > 0.0:
             return self.initial()
@@ -154,6 +174,5 @@ class CellFilter:
 
     def zone_post(self, post: np.ndarray) -> np.ndarray:
         """Probability of each zone (layout order)."""
-        per_cell = post.sum(axis=(0, 2))
-        zp: np.ndarray = np.bincount(self.cell_zone, weights=per_cell, minlength=self.zones)
+        zp: np.ndarray = (post[0] + post[1]).reshape(-1) @ self._zone_of_state
         return zp

@@ -77,11 +77,12 @@ def test_eval_of_a_demo_trace_reproduces_the_demo(
     # adverts reach ~8 receivers a second, iOS reports a few beacons every 2 s) and scores
     # the instant of each sighting instead of whole seconds: measured −0.015 … +0.007.
     assert abs(result["accuracy"] - summary["zone_accuracy"]) <= 0.03
-    # Flaps and the zone-change latency come from the same scorer as the demo's; the demo
-    # samples whole seconds, so its latencies are up to 1 s longer.
+    # Flaps and the zone-change latency come from the same scorer as the demo's, sampled once
+    # a second on each walk's current token as the demo samples each shopper's; the trace
+    # knows a walk's truth only at its sightings (up to ~2 s late on the iOS path).
     assert abs(result["flaps_per_min"] - summary["flaps_per_min"]) <= 0.15
     latency = summary["zone_change_latency_s"]
-    assert 0.0 <= latency["median"] - result["latency_median_s"] <= 2.0
+    assert abs(latency["median"] - result["latency_median_s"]) <= 1.0
 
 
 @pytest.mark.timeout(300)
