@@ -139,7 +139,9 @@ def parse_config(text: str, source: str = "<string>") -> AppConfig:
                 for path, msg in findings
             ],
         )
-    if not cfg.state_dir.is_absolute() and source != "<string>":
+    # no mutate: Path("<string>").parent is "." and joining an absolute path returns it, so
+    # every variant of this condition yields the same state_dir
+    if not cfg.state_dir.is_absolute() and source != "<string>":  # pragma: no mutate
         cfg = cfg.model_copy(update={"state_dir": (Path(source).parent / cfg.state_dir)})
     return cfg
 

@@ -136,11 +136,18 @@ def test_a_problem_in_a_list_item_points_at_the_item() -> None:
     )
 
 
-def test_a_beacon_identity_error_names_the_field_not_the_union_tag() -> None:
-    text = _text(lambda d: d["store"]["beacons"][1]["identity"].update(namespace="zz"))
+@pytest.mark.parametrize(
+    ("index", "field", "value"),
+    [(1, "uuid", "zz"), (4, "namespace", "zz"), (5, "instance", "zz"), (8, "beacon_id", "zz")],
+)
+def test_a_beacon_identity_error_names_the_field_not_the_union_tag(
+    index: int, field: str, value: str
+) -> None:
+    # one of each kind (ibeacon, eddystone_uid, altbeacon): pydantic puts the tag in the path
+    text = _text(lambda d: d["store"]["beacons"][index]["identity"].update({field: value}))
     err = _error(text)
-    assert [p.field for p in err.problems] == ["store.beacons.1.identity.namespace"]
-    assert err.problems[0].line == _line_of(text, "namespace: zz")
+    assert [p.field for p in err.problems] == [f"store.beacons.{index}.identity.{field}"]
+    assert err.problems[0].line == _line_of(text, f"{field}: {value}")
 
 
 def test_cross_check_findings_name_their_line() -> None:
@@ -256,4 +263,5 @@ def test_text_without_a_file_name_is_called_string() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config("- 1\n")
     assert str(info.value) == "<string>:1: <root>: expected a mapping at the top level"
+    assert [(p.field, p.line) for p in info.value.problems] == [("", 1)]
     assert info.value.path == "<string>"
