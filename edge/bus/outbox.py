@@ -250,7 +250,10 @@ class Outbox:
         now = time.time()
 
         def work(db: sqlite3.Connection) -> tuple[int, bool, int]:
-            row = db.execute("SELECT seq FROM outbox WHERE id = ?", (msg_id,)).fetchone()
+            row = db.execute(
+                "SELECT seq FROM outbox WHERE id = ?",
+                (msg_id,),
+            ).fetchone()
             if row is not None:
                 return int(row[0]), False, 0
             cur = db.execute(
@@ -324,7 +327,10 @@ class Outbox:
         def work(db: sqlite3.Connection) -> int:
             deleted = 0
             for params in batch:
-                deleted += db.execute("DELETE FROM outbox WHERE seq = ?", params).rowcount
+                deleted += db.execute(
+                    "DELETE FROM outbox WHERE seq = ?",
+                    params,
+                ).rowcount
             if deleted:
                 db.execute(
                     "UPDATE counters SET value = value + ? WHERE name = 'delivered_total'",

@@ -294,3 +294,65 @@ def test_companion_files_move_aside_with_the_database(
         assert box.pending_count() == 0
     finally:
         box.close()
+
+
+def test_putting_the_same_id_again_evicts_and_logs_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Outbox(tmp_path / "o.db", max_rows=1) as ob:
+        ob.put("a", "agg", b"")
+        with caplog.at_level(logging.DEBUG, logger="edge.bus.outbox"):
+            assert ob.put("a", "agg", b"") == 1
+        assert caplog.records == []
+        assert ob.stats()["evicted_total"] == 0 and ob.pending_count() == 1
+
+
+def test_open_or_recover_keeps_the_bound_on_both_paths(tmp_path: Path) -> None:
+    healthy = tmp_path / "ok.db"
+    with Outbox.open_or_recover(healthy, max_rows=3) as ob:
+        assert ob.stats()["max_rows"] == 3
+    broken = tmp_path / "bad.db"
+    broken.write_bytes(b"garbage " * 600)
+    with Outbox.open_or_recover(broken, max_rows=4) as ob:
+        assert ob.stats()["max_rows"] == 4 and ob.recovery_reason == "corrupt"
+
+
+def test_the_aside_name_carries_the_utc_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+05:30: a local stamp would be far off
+    time.tzset()
+    try:
+        path = tmp_path / "outbox.sqlite3"
+        path.write_bytes(b"garbage " * 600)
+        before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        with Outbox.open_or_recover(path) as ob:
+            aside = ob.recovered_from
+        after = dt.datetime.now(dt.UTC)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert aside is not None
+    stamp = dt.datetime.strptime(aside.rsplit("-", 1)[1], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    assert before <= stamp <= after
+
+
+def test_an_outbox_that_cannot_be_moved_aside_is_an_error_naming_it(tmp_path: Path) -> None:
+    import datetime as dt
+
+    path = tmp_path / "outbox.sqlite3"
+    path.write_bytes(b"garbage " * 600)
+    # every name the move could take in the next minute is a non-empty directory
+    now = dt.datetime.now(dt.UTC)
+    for s in range(-2, 60):
+        stamp = (now + dt.timedelta(seconds=s)).strftime("%Y%m%dT%H%M%SZ")
+        blocker = tmp_path / f"outbox.sqlite3.corrupt-{stamp}"
+        blocker.mkdir(exist_ok=True)
+        (blocker / "x").write_text("x")
+    with pytest.raises(OutboxError) as info:
+        Outbox.open_or_recover(path)
+    assert str(info.value).startswith(f"{path}: unreadable outbox cannot be moved aside: ")
+    assert path.read_bytes().startswith(b"garbage")  # left where it was

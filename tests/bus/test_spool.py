@@ -131,12 +131,16 @@ def test_default_bound_is_one_day_of_windows() -> None:
     assert (spool.pending, spool.dropped) == (96, 1)
 
 
-async def test_windows_go_to_the_agg_topic_as_compact_json() -> None:
+async def test_windows_go_to_the_agg_topic_as_compact_json(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     rec = Recorder()
     spool = WindowSpool(rec.put)
     spool.add(_window(3))
     spool.add(_window(4))
-    assert await spool.flush() == 2
+    with caplog.at_level(logging.DEBUG, logger="edge.bus.spool"):
+        assert await spool.flush() == 2
+    assert caplog.records == []  # healthy from the start: no "writable again"
     assert rec.calls == [
         ("w3", "agg", b'{"id":"w3","n":3}'),
         ("w4", "agg", b'{"id":"w4","n":4}'),
