@@ -356,3 +356,13 @@ def test_an_outbox_that_cannot_be_moved_aside_is_an_error_naming_it(tmp_path: Pa
         Outbox.open_or_recover(path)
     assert str(info.value).startswith(f"{path}: unreadable outbox cannot be moved aside: ")
     assert path.read_bytes().startswith(b"garbage")  # left where it was
+
+
+def test_only_wildcards_nul_and_a_leading_slash_are_refused_in_topics(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.db") as ob:
+        ob.put("a", "X/agg-1_2", b"")  # any other character is fine
+        ob.put("b", "ack", b"", full_topic="central/X/replies/Xy")
+        assert [(r.topic, r.full_topic) for r in ob.pending()] == [
+            ("X/agg-1_2", None),
+            ("ack", "central/X/replies/Xy"),
+        ]
