@@ -14,7 +14,12 @@ the simulator's exact figures for opted-in shoppers:
   a move's share of all moves), not as counts.
 
 Per statistic it reports cells, the share published (noisy count ≥ k), median and p90
-relative error of published cells, and ε. ``--compare`` also replays the day's presence
+relative error of published cells, and ε. The device publishes footfall in the period
+release (edge/privacy/period.py): the one simulated day gives a one-day period (published at
+the stop, ``partial``); ``--compare`` scores a ``privacy.period_days`` period by replaying this
+day's presence events through the device's own PeriodAggregator once per day of the period
+(D copies of one simulated day, so labelled: an estimate of a week like this day), against D ×
+this day's truth. ``--compare`` also replays the day's presence
 events into alternative release designs (ε splits, caps, the 15-minute windows) with
 ``--draws`` noise draws each, which is how the default design was chosen (docs/PRIVACY.md).
 The presence events are held in this script's RAM for the replay; the device never keeps them.
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import statistics
@@ -43,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edge.config import AppConfig, load_config  # noqa: E402
-from edge.contract.aggregate import DayMessage, parse  # noqa: E402
+from edge.contract.aggregate import DayMessage, PeriodMessage, parse  # noqa: E402
 from edge.daemon.app import Application, Features  # noqa: E402
 from edge.daemon.clock import SimClock  # noqa: E402
 from edge.daemon.service import SetKeys  # noqa: E402
@@ -53,6 +59,8 @@ from edge.privacy.budget import Budget  # noqa: E402
 from edge.privacy.daily import DEFAULT_DESIGN, VISIT_MIN_S, DayAggregator, DayDesign  # noqa: E402
 from edge.privacy.ledger import EpsilonLedger  # noqa: E402
 from edge.privacy.noise import DiscreteLaplace  # noqa: E402
+from edge.privacy.period import PeriodAggregator  # noqa: E402
+from edge.privacy.release import close_all  # noqa: E402
 from edge.sim import AppReport, StoreSimulator  # noqa: E402
 
 DEMO = ROOT / "firmware_configs" / "stores" / "demo-store.yaml"
@@ -76,6 +84,7 @@ class DayRun:
 
     cfg: AppConfig
     message: DayMessage
+    period: PeriodMessage | None  # the one-day period published at the stop (footfall)
     truth: Truth
     events: list[tuple[str, Any]]
     spent: float
@@ -163,12 +172,15 @@ async def run_day(cfg: AppConfig, seed: int) -> DayRun:
     figures = agg.privacy_figures(close_ts - 1)
     await app.stop()
     rows = _outbox_payloads(cfg)
-    messages = [m for m in (parse(p) for p in rows) if isinstance(m, DayMessage)]
+    parsed = [parse(p) for p in rows]
+    messages = [m for m in parsed if isinstance(m, DayMessage)]
+    periods = [m for m in parsed if isinstance(m, PeriodMessage)]
     if not messages:
         raise SystemExit("no day release was published")
     return DayRun(
         cfg=cfg,
         message=messages[0],
+        period=periods[0] if periods else None,
         truth=truth,
         events=events,
         spent=figures.spent_today,
@@ -282,9 +294,13 @@ def _summary(errs: list[float]) -> tuple[float | None, float | None]:
 
 
 def table_rows(run: DayRun, traffic: float) -> list[dict[str, Any]]:
-    """One row per published statistic (the columns of ``COLUMNS``)."""
+    """One row per published statistic (the columns of ``COLUMNS``, plus ``release``)."""
     rows = []
-    for stat, block in run.message.stats.items():
+    released: list[tuple[str, str, Any]] = [("day", s, b) for s, b in run.message.stats.items()]
+    if run.period is not None:
+        days = len(run.period.days)
+        released += [(f"period ({days} day)", s, b) for s, b in run.period.stats.items()]
+    for release, stat, block in released:
         if stat in ("offers", "holdout"):
             s = score(block.values, stat, run.truth)
             med = p90 = None  # the simulator has no exact offer truth per shopper
@@ -294,6 +310,7 @@ def table_rows(run: DayRun, traffic: float) -> list[dict[str, Any]]:
         rows.append(
             {
                 "traffic": traffic,
+                "release": release,
                 "stat": stat,
                 "cells": s["cells"],
                 "published": round(s["published"], 3),
@@ -407,7 +424,9 @@ def candidates() -> dict[str, DayDesign | None]:
     caps1 = {"footfall": 1, "dwell": 1, "transitions": 1, "arrivals": 1, "holdout": 1}
     only = {"footfall": f(1)}
     designs: dict[str, DayDesign | None] = {
-        "default (footfall 0.7 cap 4, arrivals 0.2, rest 0.1)": DEFAULT_DESIGN,
+        "day release alone, period_days 0 (footfall 0.7 cap 4, arrivals 0.2, rest 0.1)": (
+            DEFAULT_DESIGN
+        ),
     }
     for cap in (2, 3, 4, 6):
         designs[f"footfall only, cap {cap}"] = DayDesign(
@@ -420,11 +439,12 @@ def candidates() -> dict[str, DayDesign | None]:
     return designs
 
 
-# Multi-day releases: (label, design, days, statistics). Not built in the device; estimated
-# from this one simulated day repeated D times (see multi_day).
+# Multi-day releases of statistics the device does not sum over periods (footfall it does:
+# replay_period): (label, design, days, statistics), estimated from this one simulated day's
+# counts × D (see multi_day).
 MULTI_DAY: tuple[tuple[str, DayDesign, int, tuple[str, ...]], ...] = (
     ("7-day release of the default design [D copies of this day]", DEFAULT_DESIGN, 7,
-     ("footfall", "dwell", "transitions")),
+     ("dwell", "transitions")),
     ("28-day release of the default design [D copies of this day]", DEFAULT_DESIGN, 28,
      ("arrivals", "dwell", "transitions")),
 )  # fmt: skip
@@ -471,6 +491,70 @@ def multi_day(run: DayRun, design: DayDesign, days: int, draws: int) -> dict[str
     return pooled
 
 
+def replay_period(run: DayRun, days: int, draws: int) -> dict[str, dict[str, Any]]:
+    """A ``days``-day period through the device's PeriodAggregator: this day's presence events
+    replayed on each day of the calendar period that holds it (D copies of one simulated day),
+    each day folded at its closing, the period published at its end; scored against D × this
+    day's truth (the average day: the published sum / D against the day). ``draws`` noise
+    draws plus one without noise (the bias)."""
+    cfg = run.cfg.model_copy(
+        update={"privacy": run.cfg.privacy.model_copy(update={"period_days": days})}
+    )
+    tz = ZoneInfo(cfg.timezone)
+    day = dt.datetime.fromtimestamp(run.message.period_start, tz).date()
+    first = dt.date.fromordinal(((day.toordinal() - 1) // days) * days + 1)
+    close_h = cfg.privacy.day_hours[1]
+    presence = [ev for kind, ev in run.events if kind == "presence"]
+    pooled: dict[str, dict[str, Any]] = {}
+    for i in range(draws + 1):
+        noise_off = i == draws
+        agg = PeriodAggregator(
+            cfg,
+            ledger=EpsilonLedger(None, Budget.from_config(cfg)),
+            noise=(lambda s: _Zero(1)) if noise_off else DiscreteLaplace,
+            started=0.0,
+        )
+        windows = []
+        for d in range(days):
+            target = first + dt.timedelta(days=d)
+            shift = (
+                dt.datetime.combine(target, dt.time(0), tz).timestamp()
+                - dt.datetime.combine(day, dt.time(0), tz).timestamp()
+            )
+            for ev in presence:
+                agg.presence(dataclasses.replace(ev, ts=ev.ts + shift))
+            end = dt.datetime.combine(target, dt.time(0), tz).timestamp() + close_h * 3600
+            while agg.due(end):
+                w = agg.close(end)
+                if w is not None:
+                    windows.append(w)
+                if not agg.due(end):
+                    break
+        windows += close_all(agg, end + 1)
+        (w,) = windows
+        msg = parse(dict(w.payload))
+        assert isinstance(msg, PeriodMessage) and len(msg.days) == days, msg.days
+        for stat, block in msg.stats.items():
+            values = {
+                z: {k: None if v is None else round(v / days) for k, v in keyed.items()}
+                for z, keyed in block.values.items()
+            }
+            s = score(values, stat, run.truth)
+            p = pooled.setdefault(
+                stat, {"errors": [], "published": [], "bias": None, "epsilon": block.epsilon}
+            )
+            p["epsilon_per_day"] = block.epsilon_per_day
+            if noise_off:
+                p["bias"] = _summary(s["errors"])[0]
+            else:
+                p["errors"] += s["errors"]
+                p["published"].append(s["published"])
+    return pooled
+
+
+PERIODS = (7, 28)  # period lengths replayed through the PeriodAggregator (--compare)
+
+
 def compare(run: DayRun, draws: int, traffic: float) -> list[dict[str, Any]]:
     """Rows of the design comparison for one simulated day."""
     rows = []
@@ -483,7 +567,7 @@ def compare(run: DayRun, draws: int, traffic: float) -> list[dict[str, Any]]:
                 "traffic": traffic,
                 "design": name,
                 "stat": stat,
-                "epsilon": round(p["epsilon"], 4),
+                "epsilon": round(p.get("epsilon_per_day", p["epsilon"]), 4),
                 "published": round(statistics.mean(p["published"]), 3),
                 "median_err": None if med is None else round(med, 3),
                 "p90_err": None if p90 is None else round(p90, 3),
@@ -493,6 +577,12 @@ def compare(run: DayRun, draws: int, traffic: float) -> list[dict[str, Any]]:
 
     for name, design in candidates().items():
         for stat, p in replay(run, design, draws).items():
+            add(name, stat, p)
+    for days in PERIODS:
+        name = (f"{days}-day period release, device PeriodAggregator "
+                f"[{days} replayed copies of this day]")  # fmt: skip
+        # at most 5 draws: each replays the day's events D times through the aggregator
+        for stat, p in replay_period(run, days, max(1, min(draws, 5))).items():
             add(name, stat, p)
     for name, design, days, stats in MULTI_DAY:
         pooled = multi_day(run, design, days, max(draws, 1))
@@ -555,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             if args.compare:
                 result["compare"] += compare(run, args.draws, traffic)
-    print(markdown(result["utility"], COLUMNS))
+    print(markdown(result["utility"], ("traffic", "release", *COLUMNS[1:])))
     if args.compare:
         print()
         cols = ("traffic", "design", "stat", "epsilon", "published", "median_err", "p90_err")

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from edge.commands.envelope import Ack, AckCode
+from edge.contract.aggregate import RELEASES
 from tests.asyncapi_schemas import _schemas, check
 from tests.helpers import ROOT
 
@@ -36,3 +37,16 @@ def test_ack_model_matches_the_document() -> None:
 def test_state_schema_rejects_exact_counts() -> None:
     with pytest.raises(jsonschema.ValidationError):
         check("State", {"online": True, "site": "s", "device": "d", "live_tokens": 3})
+
+
+def test_every_release_kind_of_the_contract_has_its_schema() -> None:
+    schemas = _schemas()
+    kinds = set()
+    for ref in schemas["Aggregate"]["oneOf"]:
+        name = ref["$ref"].rsplit("/", 1)[-1]
+        kinds.add(schemas[name]["properties"]["release"]["const"])
+    assert kinds == set(RELEASES)
+    period = schemas["AggregatePeriod"]
+    assert {"first_day", "last_day", "days"} <= set(period["required"])
+    stat = period["properties"]["stats"]["additionalProperties"]
+    assert "epsilon_per_day" in stat["required"]

@@ -207,7 +207,24 @@ class Privacy(Strict):
         description="local counting hours [open, close) of the day release; only tokens seen "
         "within them count, and fewer hours mean fewer tokens per person and less noise",
     )
+    period_days: int = Field(
+        default=7,
+        ge=0,
+        le=28,
+        description="days summed by the period release (footfall over calendar-aligned periods "
+        "of this many days, each day charged its share of epsilon_per_day; docs/PRIVACY.md); "
+        "0 = no period release (footfall goes back into the day release)",
+    )
     anonymous_footfall: bool = False
+
+    @field_validator("period_days")
+    @classmethod
+    def _period_ok(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError(
+                "period_days must be 0 (off) or 2-28 (a 1-day period is the day release)"
+            )
+        return v
 
     @field_validator("day_hours")
     @classmethod

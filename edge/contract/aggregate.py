@@ -14,6 +14,10 @@ Release kinds:
 - ``day``: one site-local day (or the part of it before a stop: ``partial``), as named
   statistics, each with its own ε, sensitivity and noise scale, and every cell listed (``null``
   = suppressed). Statistic names and their keys are described in docs/ANALYTICS.md.
+- ``period``: a statistic (footfall) summed over the counted days of a calendar period of
+  ``privacy.period_days`` days (``first_day``..``last_day``; ``days`` lists the days counted),
+  with the noise of one day; each statistic also states the ε it takes of each day
+  (``epsilon_per_day``). ``partial`` = published early at a stop.
 
 This module never imports device code (``edge.fleet`` relies on that).
 """
@@ -114,6 +118,45 @@ class DayMessage(_Model):
     privacy: DayPrivacy
 
 
+# -- release "period" ----------------------------------------------------------------------
+
+
+class PeriodStatistic(Statistic):
+    """A statistic summed over a period: ε over the period and the ε it takes of each day."""
+
+    epsilon_per_day: float = Field(ge=0, description="ε one person's data of one day costs")
+
+
+class PeriodPrivacy(_Model):
+    """How a period release was protected (ε summed over statistics and counted days)."""
+
+    k: int
+    epsilon: float
+    epsilon_per_day: float = Field(description="ε the release takes of a fully counted day")
+    noise: Literal["discrete_laplace"] = "discrete_laplace"
+    tokens_per_person: int = Field(description="tokens one person can show over the days")
+    tokens_per_person_per_day: int = Field(description="tokens in one full day's hours")
+
+
+class PeriodMessage(_Model):
+    """Statistics summed over the counted days of a calendar period (``release: period``)."""
+
+    release: Literal["period"]
+    id: str
+    site: str
+    device: str
+    first_day: str = Field(description="first site-local date of the period YYYY-MM-DD")
+    last_day: str = Field(description="last site-local date of the period YYYY-MM-DD")
+    days: list[str] = Field(description="site-local dates counted (their ε was reserved)")
+    period_start: int
+    period_end: int
+    partial: bool
+    stats: dict[str, PeriodStatistic]
+    cells: int
+    cells_suppressed: int
+    privacy: PeriodPrivacy
+
+
 def _release(value: Any) -> str:
     if isinstance(value, Mapping):
         return str(value.get("release", "window"))
@@ -121,14 +164,17 @@ def _release(value: Any) -> str:
 
 
 AggregateMessage = Annotated[
-    Annotated[WindowMessage, Tag("window")] | Annotated[DayMessage, Tag("day")],
+    Annotated[WindowMessage, Tag("window")]
+    | Annotated[DayMessage, Tag("day")]
+    | Annotated[PeriodMessage, Tag("period")],
     Discriminator(_release),
 ]
-_ADAPTER: TypeAdapter[WindowMessage | DayMessage] = TypeAdapter(AggregateMessage)
-RELEASES: tuple[str, ...] = ("window", "day")
+Message = WindowMessage | DayMessage | PeriodMessage
+_ADAPTER: TypeAdapter[Message] = TypeAdapter(AggregateMessage)
+RELEASES: tuple[str, ...] = ("window", "day", "period")
 
 
-def parse(payload: bytes | str | Mapping[str, Any]) -> WindowMessage | DayMessage:
+def parse(payload: bytes | str | Mapping[str, Any]) -> Message:
     """Validate a published aggregate payload; ``pydantic.ValidationError`` when it is not one.
 
     Bytes and strings are decoded as JSON first (a ``ValueError`` for text that is not JSON).
@@ -193,7 +239,7 @@ def _window_cells(m: WindowMessage) -> list[Cell]:
     return out
 
 
-def _day_cells(m: DayMessage) -> list[Cell]:
+def _day_cells(m: DayMessage | PeriodMessage) -> list[Cell]:
     out: list[Cell] = []
     for stat, block in sorted(m.stats.items()):
         for zone, keyed in sorted(block.values.items()):
@@ -217,12 +263,13 @@ def _day_cells(m: DayMessage) -> list[Cell]:
     return out
 
 
-def cells(message: WindowMessage | DayMessage) -> list[Cell]:
+def cells(message: Message) -> list[Cell]:
     """Every cell of a message as uniform rows (suppressed cells that the message lists too).
 
     A ``window`` message leaves suppressed dwell/offer cells out altogether, so only its
     suppressed ``visitors`` and ``holdout`` cells appear as rows with ``value`` ``None``; a
-    ``day`` message lists every cell.
+    ``day`` or ``period`` message lists every cell (a period's cells span ``period_start``
+    to ``period_end`` and carry the statistic's ε over the period).
     """
     if isinstance(message, WindowMessage):
         return _window_cells(message)

@@ -43,7 +43,7 @@ from edge.presence.tracker import PresenceTracker
 from edge.privacy.budget import Budget, PrivacyFigures
 from edge.privacy.holders import RawRegistry
 from edge.privacy.ledger import EpsilonLedger
-from edge.privacy.release import make_aggregator
+from edge.privacy.release import close_all, make_aggregator
 from edge.radio import DayKeys, Ingest
 
 from .clock import Clock, SystemClock
@@ -371,9 +371,9 @@ class Application:
         self.decisions.clear()
         # Departing tokens emit LEAVE (their dwell is counted) before the window closes.
         self.registry.purge(math.inf)
-        window = self.aggregator.close(now, partial=True)
-        if window is not None and self.spool is not None:
-            self.spool.add(window)
+        for window in close_all(self.aggregator, now):  # the day (and period) so far
+            if self.spool is not None:
+                self.spool.add(window)
         await self.flush_windows()
         await self.drain_outbox(STOP_DRAIN_S)
         if self._command_tasks:

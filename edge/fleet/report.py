@@ -2,8 +2,9 @@
 
 Reads what ``fleet listen`` stored (any release kind of the aggregate contract, flattened into
 cells) and the store's floor plan (zone rectangles) from the appliance config file. Zone
-footfall comes from ``footfall`` cells (``day`` releases) when there are any, else from the
-``visitors`` cells of ``window`` releases; suppressed cells count as missing, never as zero
+footfall comes from ``footfall`` cells (``period`` releases when there are any, else ``day``
+releases; the heatmap then names the days summed), else from the ``visitors`` cells of
+``window`` releases; suppressed cells count as missing, never as zero
 in the error bars. Every figure states the ε spent on its statistic (summed over the
 releases in the period, per person), the k and the share of cells suppressed.
 """
@@ -140,11 +141,17 @@ def tally(stat: str, cells: list[contract.Cell], scales: dict[tuple[str, str], f
     return t
 
 
+RELEASE_RANK = {"period": 0, "day": 1, "window": 2}  # longest period first
+
+
 def preferred(cells: list[contract.Cell], stat: str) -> list[contract.Cell]:
-    """The cells of ``stat`` from its longest-period release kind present."""
+    """The cells of ``stat`` from its longest-period release kind present (period > day >
+    window: the same people in two kinds would be counted twice)."""
     mine = [c for c in cells if c.stat == stat]
-    longer = [c for c in mine if c.release != "window"]
-    return longer or mine
+    if not mine:
+        return mine
+    best = min(RELEASE_RANK.get(c.release, 1) for c in mine)
+    return [c for c in mine if RELEASE_RANK.get(c.release, 1) == best]
 
 
 @dataclass(slots=True)
@@ -156,6 +163,7 @@ class Data:
     cells: list[contract.Cell]
     scales: dict[tuple[str, str], float]
     window_suppressed_share: float | None
+    period_days: dict[str, list[str]] = field(default_factory=dict)  # period id → days counted
 
     def stats(self) -> set[str]:
         return {c.stat for c in self.cells}
@@ -175,8 +183,11 @@ def read(url: str, site: str, start: int | None, end: int | None) -> Data:
     finally:
         store.close()
     scales: dict[tuple[str, str], float] = {}
+    period_days: dict[str, list[str]] = {}
     for body in bodies:
         msg = contract.parse(body)
+        if isinstance(msg, contract.PeriodMessage):
+            period_days[msg.id] = list(msg.days)
         if isinstance(msg, contract.WindowMessage):
             for stat in ("visitors", "dwell", "offers", "holdout"):
                 scales[msg.id, stat] = msg.privacy.noise_scale
@@ -186,7 +197,7 @@ def read(url: str, site: str, start: int | None, end: int | None) -> Data:
     windows = [r for r in rows if r.release == "window"]
     total = sum(r.cells_total for r in windows)
     share = sum(r.cells_suppressed for r in windows) / total if total else None
-    return Data(site, rows, cells, scales, share)
+    return Data(site, rows, cells, scales, share, period_days)
 
 
 def caption(t: Tally, data: Data, *, window_release: bool) -> str:
@@ -393,6 +404,12 @@ def build_report(
     span = (f"{dt.datetime.fromtimestamp(first, tz):%Y-%m-%d %H:%M} – "
             f"{dt.datetime.fromtimestamp(last, tz):%Y-%m-%d %H:%M} ({plan.timezone})")  # fmt: skip
     title = f"{plan.store.name} ({site}): zone footfall, {span}"
+    periods = {c.message_id for c in preferred(data.cells, foot_stat) if c.release == "period"}
+    if periods:  # footfall summed over periods: name the days counted
+        days = sorted({d for m in periods for d in data.period_days.get(m, [])})
+        span = f"{days[0]} – {days[-1]}" if days else span
+        title = (f"{plan.store.name} ({site}): zone footfall summed over {len(days)} day(s), "
+                 f"{span} ({len(periods)} period release{'s' * (len(periods) != 1)})")  # fmt: skip
     figures: list[tuple[str, str]] = []
     heat = out / "heatmap.png"
     image_map = draw_heatmap(plan, foot, data, title, heat, window_release=foot_stat == "visitors")
