@@ -57,8 +57,9 @@ class HoldoutGroup:
     def __init__(self, share: float, salt_source: Callable[[int], bytes] = secrets.token_bytes):
         self.share = share
         self._salt_source = salt_source
-        self._day: dt.date | None = None
-        self._salt = b""
+        # no mutate: placeholders; contains() draws a salt on its first call
+        self._day: dt.date | None = None  # pragma: no mutate
+        self._salt = b""  # pragma: no mutate
 
     def contains(self, token: bytes, day: dt.date) -> bool:
         """True when the token is in today's holdout group (stable within the day)."""

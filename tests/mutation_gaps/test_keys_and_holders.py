@@ -58,11 +58,15 @@ def test_either_of_two_keys_verifies() -> None:
 
 
 def test_a_rejected_frame_stays_rejected_from_the_cache() -> None:
-    keys = DayKeys({DAY: KEY})
+    mono = Mono(1000.0)
+    keys = DayKeys({DAY: KEY}, monotonic=mono)
     bad = TokenFrame(1, 2, bytes(16), b"\0\0\0\0")
-    assert not keys.verify(bad, DAY)
-    assert not keys.verify(bad, DAY)
-    assert keys.held(1e9).records == 1
+    for _ in range(4):  # first verified, then from the cache, again and again
+        mono.t += 1.0
+        assert keys.verify(bad, DAY) is False
+    assert keys.held(mono.t).records == 1
+    good = _frame(KEY)
+    assert [keys.verify(good, DAY) for _ in range(3)] == [True, True, True]
 
 
 def test_the_verdict_cache_is_keyed_on_the_header_too() -> None:
@@ -121,6 +125,7 @@ def test_held_reports_the_stalest_entry_and_never_a_negative_age() -> None:
     mono = Mono(50.0)
     keys = DayKeys({DAY: KEY}, monotonic=mono)
     assert keys.held(50.0) == Holding(0, 0.0)
+    assert type(keys.held(50.0).records) is int  # status shows 0, not 0.0
     keys.verify(_frame(KEY, rpi=b"\x01" * 16), DAY)
     mono.t = 55.0
     keys.verify(_frame(KEY, rpi=b"\x02" * 16), DAY)
@@ -167,6 +172,7 @@ def test_from_hex_passes_version_retention_and_clock_through() -> None:
     keys.purge(15.5)
     assert keys.held(15.5).records == 0
     assert DayKeys.from_hex({}).version == 0
+    assert DayKeys.from_hex({}).retention_s == 30.0
 
 
 def test_defaults_are_the_briefs_thirty_seconds_and_a_named_holder() -> None:

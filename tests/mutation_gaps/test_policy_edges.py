@@ -111,6 +111,7 @@ def test_counters_expire_retention_after_the_token_was_last_seen() -> None:
     assert p.held(55.0) == Holding(1, 30.0)
     p.purge(55.5)
     assert p.held(55.5) == Holding(0, 0.0)
+    assert type(p.held(55.5).records) is int  # status shows 0, not 0.0
 
 
 def test_held_reports_the_stalest_token_and_clamps_at_zero() -> None:
@@ -186,3 +187,18 @@ def test_holdout_share_zero_and_all() -> None:
 
 def test_default_holdout_follows_the_config_share() -> None:
     assert Policy(_cfg(holdout_share=0.3)).holdout.share == 0.3
+
+
+def test_the_policy_asks_the_holdout_about_todays_date() -> None:
+    asked: list[int] = []
+
+    def salt(n: int) -> bytes:
+        asked.append(n)
+        return b"s" * n
+
+    p = Policy(_cfg(), HoldoutGroup(0.0, salt_source=salt), monotonic=Mono())
+    p.check(TOK, 2, 60, 0.0, DAY)
+    p.check(TOK, 2, 60, 0.0, DAY)
+    assert asked == [32]  # drawn for DAY, once
+    p.check(TOK, 2, 60, 0.0, DAY + dt.timedelta(days=1))
+    assert asked == [32, 32]
