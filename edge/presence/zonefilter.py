@@ -78,7 +78,7 @@ class CellFilter:
         onehot = np.zeros((self.cells, self.zones))
         onehot[np.arange(self.cells), self.cell_zone] = 1.0
         self._zone_of_state = np.repeat(onehot, HEADINGS, axis=0)  # (cells·headings, zones)
-        self._moves: dict[float, tuple[np.ndarray, tuple[float, float, float, float]]] = {}
+        self._hop = np.zeros((2, 1, 1))  # per-mode hop probability of the current step
         self._s2 = SHADOW_DB**2
         self._f2 = FAST_DB**2
         self._m2 = MODEL_DB**2
@@ -89,28 +89,14 @@ class CellFilter:
         size = 2 * self.cells * HEADINGS
         return np.full((2, self.cells, HEADINGS), 1.0 / size)
 
-    def _move(self, dt: float) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-        """Cell-hop operators (standing, walking) and mode/turn rates for a step of ``dt``."""
-        cached = self._moves.get(dt)
-        if cached is not None:
-            return cached
-        start = 1.0 - math.exp(-dt / STILL_S)  # standing → walking
-        stop = 1.0 - math.exp(-dt / WALK_S)  # walking → standing
-        turn = 1.0 - math.exp(-dt / TURN_S)
-        eye = np.eye(self.cells)
-        hops = []
-        for hop_s in (STILL_HOP_S, WALK_HOP_S):
-            hop = 1.0 - math.exp(-dt / hop_s)
-            hops.append((1.0 - hop) * eye + hop * self.neighbours_t)
-        out = (np.stack(hops), (start, stop, turn, FAR_MOVE * dt / (2 * self.cells * HEADINGS)))
-        if len(self._moves) < 64:  # ticks come at a handful of distinct step lengths
-            self._moves[dt] = out
-        return out
-
     def predict(self, post: np.ndarray, dt: float) -> np.ndarray:
         """The state ``dt`` seconds later, before any evidence."""
         dt = min(max(dt, 0.0), MAX_DT_S)
-        hops, (start, stop, turn, far) = self._move(dt)
+        start = 1.0 - math.exp(-dt / STILL_S)  # standing → walking
+        stop = 1.0 - math.exp(-dt / WALK_S)  # walking → standing
+        turn = 1.0 - math.exp(-dt / TURN_S)
+        self._hop[0, 0, 0] = 1.0 - math.exp(-dt / STILL_HOP_S)
+        self._hop[1, 0, 0] = 1.0 - math.exp(-dt / WALK_HOP_S)
         stand, walk = post[0], post[1]
         # A new facing when a shopper stops at a shelf or walks on.
         stand_any = stand.mean(axis=1, keepdims=True)
@@ -121,8 +107,12 @@ class CellFilter:
         # before or after it is the same.
         np.add(((1.0 - stop) * (1.0 - turn)) * walk, (1.0 - stop) * turn * walk_any, out=mixed[1])
         mixed[1] += start * stand_any
-        out: np.ndarray = np.matmul(hops, mixed)
-        out += far
+        # Hops to neighbouring cells, at each mode's rate: mixed + hop·(N·mixed − mixed).
+        out: np.ndarray = np.matmul(self.neighbours_t, mixed)
+        out -= mixed
+        out *= self._hop
+        out += mixed
+        out += FAR_MOVE * dt / out.size
         return out
 
     def update(
