@@ -26,6 +26,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from doc_section import write_section  # noqa: E402  (scripts/ is on sys.path when run)
+
 from edge.config import AppConfig, load_config  # noqa: E402
 from edge.daemon.app import Application, Features  # noqa: E402
 from edge.daemon.clock import SimClock  # noqa: E402
@@ -168,14 +170,7 @@ def main() -> int:
             "~3,000 advertisements/s (BRIEF §9 target: ≤ 10 µs per advertisement).\n"
             f"{END}"
         )
-        text = DOC.read_text() if DOC.exists() else "# Performance\n"
-        if START in text:
-            pre, rest = text.split(START, 1)
-            text = pre + section + rest.split(END, 1)[1]
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        DOC.write_text(text)
-        print(f"updated {DOC}")
+        write_section(DOC, START, END, section)
     return 0
 
 

@@ -34,6 +34,8 @@ from typing import Protocol
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from doc_section import write_section  # noqa: E402  (scripts/ is on sys.path when run)
+
 from edge.config import AppConfig, load_config  # noqa: E402
 from edge.events import Advertisement, Sighting  # noqa: E402
 from edge.presence import PresenceTracker  # noqa: E402
@@ -202,14 +204,7 @@ def main() -> int:
             " --iid" if args.iid else "",
         )
         section = f"{START}\n{table}\n\nCommand: `{cmd}`\n{END}"
-        text = DOC.read_text()
-        if START in text:
-            pre, rest = text.split(START, 1)
-            text = pre + section + rest.split(END, 1)[1]
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        DOC.write_text(text)
-        print(f"updated {DOC}")
+        write_section(DOC, START, END, section)
     return 0
 
 
