@@ -19,9 +19,10 @@ awk -F': ' '
     st=$2; total[mod]++; all++
     if (st=="killed" || st=="timeout") { killed[mod]++; k++ }
     if (st=="survived") surv[mod]++
-    if (st=="no tests") none[mod]++ }
+    if (st=="no tests") none[mod]++
+    if (st=="not checked") unchecked++ }
   END {
     for (m in total) printf "%-28s killed %4d  survived %4d  no tests %3d  of %4d  (%.0f%%)\n", m, killed[m], surv[m], none[m], total[m], 100*killed[m]/total[m] > "mutants/score.txt"
-    if (all == 0) { print "mutation score: n/a (no mutants ran; see mutants.log)"; exit 1 }
+    if (all == 0 || all == unchecked) { print "mutation score: n/a (no mutants ran; see mutants.log)"; exit 1 }
     printf "mutation score: %.0f%% (killed %d of %d)\n", 100*k/all, k, all }
 ' mutants.results
