@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import json
+import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -491,20 +493,24 @@ def multi_day(run: DayRun, design: DayDesign, days: int, draws: int) -> dict[str
     return pooled
 
 
-def replay_period(run: DayRun, days: int, draws: int) -> dict[str, dict[str, Any]]:
-    """A ``days``-day period through the device's PeriodAggregator: this day's presence events
-    replayed on each day of the calendar period that holds it (D copies of one simulated day),
-    each day folded at its closing, the period published at its end; scored against D × this
-    day's truth (the average day: the published sum / D against the day). ``draws`` noise
-    draws plus one without noise (the bias)."""
-    cfg = run.cfg.model_copy(
-        update={"privacy": run.cfg.privacy.model_copy(update={"period_days": days})}
+def replay_period(days: list[DayRun], draws: int) -> dict[str, dict[str, Any]]:
+    """A ``len(days)``-day period through the device's PeriodAggregator: ``days[i]``'s presence
+    events replayed on day i of the calendar period that holds the first day, each day folded
+    at its closing, the period published at its end, scored against the sum of the days'
+    truths. ``days`` are distinct simulated days (``--period-seeds``) or copies of one day
+    (labelled so). ``draws`` noise draws plus one without noise (the bias)."""
+    d_len = len(days)
+    base = days[0]
+    cfg = base.cfg.model_copy(
+        update={"privacy": base.cfg.privacy.model_copy(update={"period_days": d_len})}
     )
     tz = ZoneInfo(cfg.timezone)
-    day = dt.datetime.fromtimestamp(run.message.period_start, tz).date()
-    first = dt.date.fromordinal(((day.toordinal() - 1) // days) * days + 1)
     close_h = cfg.privacy.day_hours[1]
-    presence = [ev for kind, ev in run.events if kind == "presence"]
+    truth = Truth()
+    for run in days:
+        truth.footfall.update(run.truth.footfall)
+        truth.arrivals.update(run.truth.arrivals)
+    first: dt.date | None = None
     pooled: dict[str, dict[str, Any]] = {}
     for i in range(draws + 1):
         noise_off = i == draws
@@ -515,15 +521,18 @@ def replay_period(run: DayRun, days: int, draws: int) -> dict[str, dict[str, Any
             started=0.0,
         )
         windows = []
-        for d in range(days):
+        end = 0.0
+        for d, run in enumerate(days):
+            day = dt.datetime.fromtimestamp(run.message.period_start, tz).date()
+            if first is None:
+                first = dt.date.fromordinal(((day.toordinal() - 1) // d_len) * d_len + 1)
             target = first + dt.timedelta(days=d)
-            shift = (
-                dt.datetime.combine(target, dt.time(0), tz).timestamp()
-                - dt.datetime.combine(day, dt.time(0), tz).timestamp()
-            )
-            for ev in presence:
-                agg.presence(dataclasses.replace(ev, ts=ev.ts + shift))
-            end = dt.datetime.combine(target, dt.time(0), tz).timestamp() + close_h * 3600
+            midnight = dt.datetime.combine(target, dt.time(0), tz).timestamp()
+            shift = midnight - dt.datetime.combine(day, dt.time(0), tz).timestamp()
+            for kind, ev in run.events:
+                if kind == "presence":
+                    agg.presence(dataclasses.replace(ev, ts=ev.ts + shift))
+            end = midnight + close_h * 3600
             while agg.due(end):
                 w = agg.close(end)
                 if w is not None:
@@ -533,13 +542,9 @@ def replay_period(run: DayRun, days: int, draws: int) -> dict[str, dict[str, Any
         windows += close_all(agg, end + 1)
         (w,) = windows
         msg = parse(dict(w.payload))
-        assert isinstance(msg, PeriodMessage) and len(msg.days) == days, msg.days
+        assert isinstance(msg, PeriodMessage) and len(msg.days) == d_len, msg.days
         for stat, block in msg.stats.items():
-            values = {
-                z: {k: None if v is None else round(v / days) for k, v in keyed.items()}
-                for z, keyed in block.values.items()
-            }
-            s = score(values, stat, run.truth)
+            s = score(block.values, stat, truth)
             p = pooled.setdefault(
                 stat, {"errors": [], "published": [], "bias": None, "epsilon": block.epsilon}
             )
@@ -582,12 +587,60 @@ def compare(run: DayRun, draws: int, traffic: float) -> list[dict[str, Any]]:
         name = (f"{days}-day period release, device PeriodAggregator "
                 f"[{days} replayed copies of this day]")  # fmt: skip
         # at most 5 draws: each replays the day's events D times through the aggregator
-        for stat, p in replay_period(run, days, max(1, min(draws, 5))).items():
+        for stat, p in replay_period([run] * days, max(1, min(draws, 5))).items():
             add(name, stat, p)
     for name, design, days, stats in MULTI_DAY:
         pooled = multi_day(run, design, days, max(draws, 1))
         for stat in stats:
             add(name, stat, pooled[stat])
+    return rows
+
+
+def _simulate(job: tuple[float, int, int, int]) -> DayRun:
+    """One simulated day in its own process (``--period-seeds``)."""
+    traffic, seed, open_h, close_h = job
+    with tempfile.TemporaryDirectory() as tmp:
+        return asyncio.run(run_day(day_config(traffic, open_h, close_h, Path(tmp)), seed))
+
+
+def start_days(
+    traffic: float, args: argparse.Namespace
+) -> tuple[concurrent.futures.ProcessPoolExecutor | None, list[concurrent.futures.Future[DayRun]]]:
+    """Start simulating the extra days of ``--period-seeds`` (seeds seed+1, …) beside the
+    first day, each in its own process (they run while the main process simulates seed)."""
+    if args.period_seeds < 2:
+        return None, []
+    ctx = multiprocessing.get_context("spawn")
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx)
+    jobs = [
+        (traffic, args.seed + i, args.open_h, args.close_h) for i in range(1, args.period_seeds)
+    ]
+    return pool, [pool.submit(_simulate, job) for job in jobs]
+
+
+def measured_period(
+    traffic: float, args: argparse.Namespace, days: list[DayRun]
+) -> list[dict[str, Any]]:
+    """A period of distinct simulated days through the PeriodAggregator, scored against the
+    sum of their truths: measured, not copies."""
+    n = len(days)
+    rows = []
+    for stat, p in replay_period(days, max(args.draws, 1)).items():
+        med, p90 = _summary(p["errors"])
+        rows.append(
+            {
+                "traffic": traffic,
+                "design": f"{n}-day period release, device PeriodAggregator, {n} distinct "
+                f"simulated days (seeds {args.seed}-{args.seed + n - 1}), measured",
+                "stat": stat,
+                "epsilon": round(p["epsilon_per_day"], 4),
+                "published": round(statistics.mean(p["published"]), 3),
+                "median_err": None if med is None else round(med, 3),
+                "p90_err": None if p90 is None else round(p90, 3),
+                "bias_noise_off": None if p["bias"] is None else round(p["bias"], 3),
+                "opted_in_per_day": [d.opted_in for d in days],
+            }
+        )
     return rows
 
 
@@ -616,11 +669,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare", action="store_true", help="also replay alternative designs")
     ap.add_argument("--draws", type=int, default=20, help="noise draws per design (--compare)")
     ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    ap.add_argument(
+        "--period-seeds",
+        type=int,
+        default=0,
+        help="also simulate this many distinct days (seeds seed, seed+1, …) and score a period "
+        "release over them (0 = off; each day takes minutes)",
+    )
+    ap.add_argument("--jobs", type=int, default=2, help="processes for --period-seeds")
     args = ap.parse_args(argv)
     result: dict[str, Any] = {"utility": [], "compare": [], "runs": []}
     for traffic in args.traffic:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = day_config(traffic, args.open_h, args.close_h, Path(tmp))
+            pool, extra = start_days(traffic, args)
             run = asyncio.run(run_day(cfg, args.seed))
             rows = table_rows(run, traffic)
             result["utility"] += rows
@@ -645,8 +707,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             if args.compare:
                 result["compare"] += compare(run, args.draws, traffic)
+            if pool is not None:
+                days = [run, *(f.result() for f in extra)]
+                pool.shutdown()
+                result["compare"] += measured_period(traffic, args, days)
     print(markdown(result["utility"], ("traffic", "release", *COLUMNS[1:])))
-    if args.compare:
+    if result["compare"]:
         print()
         cols = ("traffic", "design", "stat", "epsilon", "published", "median_err", "p90_err")
         print(markdown(result["compare"], (*cols, "bias_noise_off")))

@@ -280,7 +280,7 @@ def draw_heatmap(
     fig.savefig(out, dpi=DPI)
     plt.close(fig)
     return {"image": out.name, "colormap": "YlOrRd", "vmin": norm.vmin, "vmax": norm.vmax,
-            "caption": caption(t, data, window_release=window_release),
+            "title": title, "caption": caption(t, data, window_release=window_release),
             "zones": areas}  # fmt: skip
 
 
