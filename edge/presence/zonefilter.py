@@ -99,8 +99,8 @@ class CellFilter:
         self._hop[1, 0, 0] = 1.0 - math.exp(-dt / WALK_HOP_S)
         stand, walk = post[0], post[1]
         # A new facing when a shopper stops at a shelf or walks on.
-        stand_any = stand.mean(axis=1, keepdims=True)
-        walk_any = walk.mean(axis=1, keepdims=True)
+        stand_any = stand.sum(axis=1, keepdims=True) * (1.0 / HEADINGS)
+        walk_any = walk.sum(axis=1, keepdims=True) * (1.0 / HEADINGS)
         mixed = np.empty_like(post)
         np.add((1.0 - start) * stand, stop * walk_any, out=mixed[0])
         # Walking on: a turn now and then (its facing forgotten); the hop is linear, so turning
@@ -141,15 +141,20 @@ class CellFilter:
         inv = 1.0 / var
         z = level - rho * np.where(np.isfinite(gap), previous, 0.0)
         b = 1.0 - rho
-        r = z[:, :, None] - b[:, :, None] * mu  # (2, k, cells·headings)
-        rw = r * inv[:, :, None]
-        q = r * rw
+        # Residuals in units of their σ: r = (z − b·μ)/σ = z' − b'·μ.
+        sd = np.sqrt(inv)
+        zs = z * sd
+        bs = b * sd
+        r = bs[:, :, None] * mu  # (2, k, cells·headings)
+        np.subtract(zs[:, :, None], r, out=r)
+        q = r * r
         np.minimum(q, CAP_Q, out=q)
         ll = q.sum(axis=1)  # (2, cells·headings)
         if OFFSET_DB > 0.0:
-            # A common gain offset of the phone, fitted per hypothesis (Gaussian prior).
+            # A common gain offset of the phone, fitted per hypothesis (Gaussian prior):
+            # Σ_k b_k·r_k/σ_k over the uncapped residuals.
             sb = (b * b * inv).sum(axis=1) + 1.0 / OFFSET_DB**2
-            br = np.matmul(b[:, None, :], rw)[:, 0, :]
+            br = np.matmul(bs[:, None, :], r)[:, 0, :]
             ll -= br * br / sb[:, None]
         ll += np.log(var).sum(axis=1)[:, None]
         ll *= -0.5
