@@ -30,6 +30,7 @@ Ledger slots of period days are ``+(open_d + 1)`` (windows use their start, a mu
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import secrets
 import time
@@ -41,6 +42,7 @@ from typing import Any
 
 from edge.config.models import AppConfig
 from edge.events import AggregateWindow, PresenceEvent
+from edge.privacy.budget import PrivacyFigures
 from edge.privacy.daily import (
     DEFAULT_DESIGN,
     STORE_WIDE,
@@ -353,6 +355,13 @@ class DayAndPeriod(DayAggregator):
     @cells_suppressed_total.setter
     def cells_suppressed_total(self, value: int) -> None:
         self._day_suppressed = value
+
+    def privacy_figures(self, now: float) -> PrivacyFigures:
+        """As the day release's, with ``epsilon_per_window`` the ε of a full day release beside
+        the period (ε_day less the period's share); spent and remaining cover both releases."""
+        figures = super().privacy_figures(now)
+        day_eps = self.budget.epsilon_per_day - self.period.epsilon_per_full_day
+        return dataclasses.replace(figures, epsilon_per_window=float(day_eps))
 
     def presence(self, ev: PresenceEvent) -> None:
         """Count for the period (which claims the day's reservation first) and the day."""

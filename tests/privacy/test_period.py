@@ -198,6 +198,7 @@ def test_each_day_spends_exactly_the_budget_across_both_releases_and_state_agree
         # the state's figures: spent today = the day's release + the period's reservation
         assert f.spent_today == f.epsilon_worst_case_per_day == float(eps_day)
         assert f.remaining_today == 0
+        assert f.epsilon_per_window == pytest.approx(day_msg.privacy.epsilon)  # 0.3
         assert ledger.spent_exact(day_msg.day) == eps_day
         assert day_msg.privacy.epsilon + agg.period.epsilon_per_full_day == pytest.approx(
             f.spent_today
