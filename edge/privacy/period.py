@@ -201,7 +201,8 @@ class PeriodAggregator(DayAggregator):
         return out if first is None else [first, *out]
 
     def _fold(self, now: float, partial: bool) -> None:
-        assert self._seg is not None
+        if self._seg is None:
+            return
         _, start, close_ts = self._seg
         end = min(max(now, start), close_ts) if partial else close_ts
         last = self._counted[-1]
