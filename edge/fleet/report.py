@@ -124,8 +124,8 @@ class Tally:
 def tally(stat: str, cells: list[contract.Cell], scales: dict[tuple[str, str], float]) -> Tally:
     """Sum a statistic's published cells; ``scales`` maps (message id, stat) → noise scale.
 
-    A statistic released both per window and per day is read from the day releases only
-    (the same people counted twice would double the numbers)."""
+    A statistic released by several release kinds is read from the longest-period kind only
+    (period > day > window: the same people counted twice would double the numbers)."""
     t = Tally(stat)
     for c in preferred(cells, stat):
         if c.epsilon is not None:
