@@ -308,8 +308,14 @@ async def test_silence_restarts_the_scan_then_power_cycles_the_adapter(
         assert _warnings(caplog, "restarting the scan") == 1
         assert _warnings(caplog, "power-cycling the adapter") == 1
         # The beacon is heard again: the episode closes.
+        # It advertises on (an RSSI update every 0.25 s): one update alone can fall into a
+        # moment when the ladder has the scan stopped, as on a loaded machine.
         heard = len(sink.beacons("rx-coffee"))
-        await bluez.emit_rssi("hci0", 1, -71)
+        for i in range(80):
+            await bluez.emit_rssi("hci0", 1, -71 - i % 5)
+            await asyncio.sleep(0.25)
+            if len(sink.beacons("rx-coffee")) > heard:
+                break
         await _until(lambda: len(sink.beacons("rx-coffee")) > heard, "advert after recovery", why)
         detail = scanner.health().detail
         assert (detail["recovering"], detail["recoveries"]) == (False, 1)
