@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -84,6 +85,7 @@ def test_real_full_filesystem(tmp_path: Path) -> None:
     )
     if res.returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root in a permissive sandbox)")
+    box: Outbox | None = None
     try:
         box = Outbox(mnt / "outbox.sqlite3")
         spool = WindowSpool(box.put, max_windows=1000)
@@ -98,8 +100,12 @@ def test_real_full_filesystem(tmp_path: Path) -> None:
         committed = box.pending_count()
         assert committed == spool.written  # everything written is still in the outbox
         assert [r.id for r in box.pending(1000)] == [f"w{n}" for n in range(committed)]
-        box.close()
     finally:
+        # Closed before the unmount even when an assertion failed: an open database keeps
+        # the tmpfs busy and the mount would outlive the test.
+        if box is not None:
+            with contextlib.suppress(Exception):
+                box.close()
         subprocess.run(["umount", str(mnt)], check=False)
 
 
