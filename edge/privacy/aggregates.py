@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
+import math
 import secrets
 import time
 import uuid
@@ -112,7 +113,7 @@ class WindowAggregator:
 
     def window_start(self, ts: float) -> int:
         """Start of the window containing ``ts`` (windows are aligned to the epoch)."""
-        return int(ts // self._window_s) * self._window_s
+        return math.floor(ts) // self._window_s * self._window_s
 
     def _ensure(self, ts: float) -> None:
         if self._start is None:
@@ -269,8 +270,8 @@ class WindowAggregator:
         for zone in self._zones:
             visitors = self._noisy(self._counts.visitors[zone], suppressed)
             dwell = {
-                label: n
-                for label, raw in zip(DWELL_LABELS, self._counts.dwell[zone], strict=True)
+                DWELL_LABELS[i]: n
+                for i, raw in enumerate(self._counts.dwell[zone])
                 if (n := self._noisy(raw, suppressed)) is not None
             }
             if visitors is not None or dwell:

@@ -399,7 +399,7 @@ class DayAggregator:
             return None
         day, start, close_ts = self._seg
         end = min(max(now, start), close_ts) if partial else close_ts
-        covered, rest = end - start, (close_ts - end if partial else 0.0)
+        covered, rest = end - start, close_ts - end  # rest is 0 unless partial
         eps = self.budget.segment_epsilon(self.ledger.remaining_exact(day), covered, rest)
         slot = -int(start)  # day segments are recorded under minus their start (windows: +)
         claimed = eps > 0 and self.ledger.claim(slot, day, epsilon=eps)
@@ -409,8 +409,7 @@ class DayAggregator:
         self._counts = self._empty()
         self._tok.clear()
         self._salt = secrets.token_bytes(32)
-        self._seg = None
-        self._opened_mono = None
+        self._seg = None  # (``_opened_mono`` is read only while a segment is open)
         if partial:
             self._started = max(self._started, now)  # never count this stretch again
         if payload is None:
@@ -428,7 +427,9 @@ class DayAggregator:
         c = self._counts
         raw: dict[str, dict[str, dict[str, int]]] = {
             "footfall": {z: {"visitors": n} for z, n in c.footfall.items()},
-            "dwell": {z: dict(zip(DWELL_LABELS, row, strict=True)) for z, row in c.dwell.items()},
+            "dwell": {
+                z: {DWELL_LABELS[i]: n for i, n in enumerate(row)} for z, row in c.dwell.items()
+            },
             "transitions": {},
             "arrivals": {STORE_WIDE: {f"{h:02d}": n for h, n in c.arrivals.items()}},
             "offers": {STORE_WIDE: dict(c.offers)},

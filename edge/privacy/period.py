@@ -216,8 +216,7 @@ class PeriodAggregator(DayAggregator):
         self._counts = self._empty()
         self._tok.clear()
         self._salt = secrets.token_bytes(32)
-        self._seg = None
-        self._opened_mono = None
+        self._seg = None  # (``_opened_mono`` is read only while a segment is open)
         if partial:
             self._started = max(self._started, now)  # never count this stretch again
 
@@ -231,8 +230,7 @@ class PeriodAggregator(DayAggregator):
 
     def _finish(self, *, partial: bool) -> None:
         """Noise, suppress and queue the summed period; start a new one."""
-        if self._pid is None or not self._counted:
-            self._pid = None
+        if self._pid is None:  # (a period id is set together with its first counted day)
             return
         payload = self._payload(self._pid, partial)
         self._pid, self._acc, self._counted = None, {}, []
@@ -255,7 +253,7 @@ class PeriodAggregator(DayAggregator):
             scale = self.period_noise_scale(stat)
             noise = self._noise(scale)
             values: dict[str, dict[str, int | None]] = {}
-            for zone, keyed in sorted(self._acc.get(stat, {}).items()):
+            for zone, keyed in sorted(self._acc[stat].items()):  # every day folds every stat
                 row: dict[str, int | None] = {}
                 for key, value in keyed.items():
                     noisy = value + noise.sample()
@@ -292,7 +290,7 @@ class PeriodAggregator(DayAggregator):
             "cells_suppressed": suppressed,
             "privacy": {
                 "k": b.k,
-                "epsilon": round(float(sum((d.epsilon for d in counted), Fraction(0))), 9),
+                "epsilon": round(float(sum(d.epsilon for d in counted)), 9),
                 "epsilon_per_day": round(float(self.epsilon_per_full_day), 9),
                 "noise": "discrete_laplace",
                 "tokens_per_person": tokens,

@@ -12,7 +12,7 @@ import pytest
 
 from edge.config.models import AppConfig
 from edge.events import PresenceKind
-from edge.privacy import Budget, WindowAggregator
+from edge.privacy import Budget, DiscreteLaplace, WindowAggregator
 from edge.privacy.aggregates import DWELL_BUCKETS_S, DWELL_LABELS, dwell_bucket
 from edge.privacy.holders import Holding
 from edge.privacy.ledger import EpsilonLedger
@@ -282,7 +282,7 @@ def test_after_a_forced_close_the_next_window_is_also_bounded_by_the_monotonic_c
     back = T0 - 3600  # the wall clock stepped back an hour and stays there
     assert agg.due(back)
     first = agg.close(back)
-    assert first is not None and first.start == T0
+    assert first is not None and (first.start, first.end) == (T0, T0 + 900)
     assert not agg.due(back)  # the next slot just opened
     mono.t += 899
     assert not agg.due(back)
@@ -361,3 +361,45 @@ def test_campaigns_set_at_runtime_keep_known_counts(before: bool) -> None:
     agg.holdout(_tok(1), T0 + 901)
     nxt = agg.close(T0 + 1800)
     assert nxt is not None and nxt.payload["cells"] == len(cfg.store.zones) * 7 + 2 + 1
+
+
+class _Plus(DiscreteLaplace):
+    """Noise that always draws the same value (the sampler itself is tested in test_noise)."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(1)
+        self.value = value
+
+    def sample(self) -> int:
+        return self.value
+
+
+@pytest.mark.parametrize("drawn", [3, -2])
+def test_suppression_is_decided_on_the_noisy_count(drawn: int) -> None:
+    cfg = demo_config()
+    k = cfg.privacy.k
+    agg = _agg(cfg, noise=_Plus(drawn))
+    for i in range(k - drawn):  # noisy: exactly k, published as k
+        agg.presence(_ev(PresenceKind.ENTER, i, "coffee", T0))
+    for i in range(100, 100 + k - drawn - 1):  # noisy: k − 1, suppressed
+        agg.presence(_ev(PresenceKind.ENTER, i, "dairy", T0))
+    window = agg.close(T0 + 900)
+    assert window is not None
+    zones = window.payload["zones"]
+    assert zones["coffee"] == {"visitors": k, "dwell_s": {}}
+    assert "dairy" not in zones
+    assert window.payload["holdout"] is None  # 0 + drawn < k
+
+
+def test_privacy_metadata_is_rounded_to_six_places() -> None:
+    cfg = demo_config()
+    cfg = cfg.model_copy(
+        update={"privacy": cfg.privacy.model_copy(update={"epsilon_per_day": 0.7})}
+    )
+    agg = _agg(cfg)
+    agg.holdout(_tok(1), T0)
+    window = agg.close(T0 + 900)
+    assert window is not None
+    assert Budget.from_config(cfg).noise_scale == Fraction(27 * 96 * 10, 7)
+    assert window.payload["privacy"]["epsilon_window"] == 0.007292  # 0.7 / 96
+    assert window.payload["privacy"]["noise_scale"] == 3702.857143  # 27 / (0.7 / 96)

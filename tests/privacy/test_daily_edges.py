@@ -26,6 +26,7 @@ from edge.privacy.daily import (
 )
 from edge.privacy.holders import Holding
 from edge.privacy.ledger import EpsilonLedger
+from edge.privacy.noise import DiscreteLaplace
 from tests.helpers import demo_config
 from tests.privacy.test_daily import _ev, _message, _open, _walk, _Zero
 
@@ -392,3 +393,144 @@ def test_the_bookkeeping_purge_boundary_is_one_token_lifetime() -> None:
     agg.purge(1000.0 + 635.5)
     assert agg.held(1700.0) == Holding(1, 600.0, 635.0)
     assert agg.forget(_tok(1)) == 0 and agg.forget(_tok(2)) == 1
+
+
+class _Plus(DiscreteLaplace):
+    """Noise that always draws the same value (the sampler itself is tested in test_noise)."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(1)
+        self.value = value
+
+    def sample(self) -> int:
+        return self.value
+
+
+@pytest.mark.parametrize("drawn", [2, -1])
+def test_suppression_is_decided_on_the_noisy_count(drawn: int) -> None:
+    cfg = _cfg()
+    k = cfg.privacy.k
+    agg = DayAggregator(
+        cfg,
+        ledger=EpsilonLedger(None, Budget.from_config(cfg)),
+        noise=lambda s: _Plus(drawn),
+        started=0.0,
+    )
+    for i in range(k - drawn):  # noisy: exactly k
+        agg.holdout(_tok(i), _open(cfg) + 60)
+    for i in range(100, 100 + k - drawn - 1):  # noisy: k − 1
+        agg.offer(_tok(i), cfg.campaigns[0].id, _open(cfg) + 60)
+    msg = _message(agg, _open(cfg) + 12 * 3600)
+    assert msg.stats["holdout"].values["*"]["tokens"] == k
+    assert msg.stats["offers"].values["*"][cfg.campaigns[0].id] is None
+
+
+def test_higher_caps_are_counted_up_to_the_cap() -> None:
+    caps = {"footfall": 2, "dwell": 2, "transitions": 2, "arrivals": 1, "holdout": 1}
+    design = DayDesign(shares=DEFAULT_DESIGN.shares, caps=caps)
+    cfg = _cfg()
+    k = cfg.privacy.k
+    agg = DayAggregator(
+        cfg,
+        design=design,
+        ledger=EpsilonLedger(None, Budget.from_config(cfg)),
+        noise=lambda s: _Zero(1),
+        started=0.0,
+    )
+    t0 = _open(cfg) + 3600
+    for i in range(k):  # five moves, 40 s each: only two of each count
+        _walk(agg, i, t0, ["entrance", "produce", "bakery", "checkout", "coffee", "dairy"])
+    msg = _message(agg, _open(cfg) + 12 * 3600)
+    trans = msg.stats["transitions"].values
+    assert trans["entrance"]["produce"] == k and trans["produce"]["bakery"] == k
+    assert trans["bakery"]["checkout"] is None
+    dwell = {z: msg.stats["dwell"].values[z]["30-60"] for z in ("produce", "bakery", "checkout")}
+    assert dwell == {"produce": k, "bakery": k, "checkout": None}
+    foot = msg.stats["footfall"].values
+    assert [foot[z]["visitors"] for z in ("entrance", "produce", "bakery")] == [k, k, None]
+    assert msg.stats["footfall"].sensitivity == 74 * 2
+
+
+def test_a_design_using_part_of_the_day_states_that_part() -> None:
+    half = DayDesign(
+        shares={"holdout": Fraction(1, 4), "offers": Fraction(1, 4)}, caps=DEFAULT_DESIGN.caps
+    )
+    cfg = _cfg()
+    agg = DayAggregator(
+        cfg,
+        design=half,
+        ledger=EpsilonLedger(None, Budget.from_config(cfg)),
+        noise=lambda s: _Zero(1),
+        started=0.0,
+    )
+    agg.holdout(_tok(1), _open(cfg) + 60)
+    msg = _message(agg, _open(cfg) + 12 * 3600)
+    assert msg.privacy.epsilon == 0.5 and set(msg.stats) == {"offers", "holdout"}
+    assert msg.stats["holdout"].epsilon == 0.25
+
+
+def test_a_partial_segment_states_its_epsilon_to_nine_places_and_scale_to_six() -> None:
+    cfg = _cfg()
+    agg = _agg(cfg)
+    t_open = _open(cfg)
+    agg.holdout(_tok(1), t_open + 60)
+    msg = _message(agg, t_open + 4 * 3600, partial=True)
+    b = agg.budget
+    n, rest = b.tokens(4 * 3600), b.tokens(8 * 3600)
+    eps = Fraction(n, n + rest)
+    assert round(float(eps), 10) != round(float(eps), 9)  # not a short decimal: rounding shows
+    assert msg.privacy.epsilon == round(float(eps), 9)
+    for stat, block in msg.stats.items():
+        share = DEFAULT_DESIGN.shares[stat]
+        assert block.epsilon == round(float(eps * share), 9)
+        assert block.noise_scale == round(float(Fraction(n * b.caps[stat]) / (share * eps)), 6)
+        assert block.sensitivity == n * b.caps[stat]
+    assert msg.privacy.tokens_per_person == n
+
+
+def test_a_stop_just_before_the_close_still_leaves_epsilon_for_the_rest() -> None:
+    b = DayBudget.from_config(_cfg())
+    n = b.tokens(3600)
+    assert b.segment_epsilon(Fraction(1), 3600, 0.5) == Fraction(n, n + b.tokens(0.5))
+
+
+def test_the_open_segment_counts_from_its_start_up_to_but_not_at_its_close() -> None:
+    cfg = _cfg()
+    k = cfg.privacy.k
+    agg = _agg(cfg)
+    t_open, close = _open(cfg), _open(cfg) + 12 * 3600
+    agg.holdout(_tok(0), t_open)  # exactly at the opening: opens and counts
+    for i in range(1, k):
+        agg.holdout(_tok(i), t_open)  # at the segment's start: counts
+    for i in range(100, 110):
+        agg.holdout(_tok(i), close)  # at the close: not counted
+    assert agg.contributions_held() == k
+    msg = _message(agg, close)
+    assert msg.stats["holdout"].values["*"]["tokens"] == k
+
+
+def test_a_close_forced_by_the_monotonic_clock_ends_at_the_close() -> None:
+    cfg = _cfg()
+    mono = [0.0]
+    agg = _agg(cfg, mono=mono)
+    t_open = _open(cfg)
+    agg.holdout(_tok(1), t_open + 3600)
+    mono[0] = 11 * 3600
+    stuck = t_open + 3600
+    assert agg.due(stuck)
+    window = agg.close(stuck)
+    assert window is not None and (window.start, window.end) == (int(t_open), int(t_open) + 43_200)
+    assert window.payload["partial"] is False
+
+
+def test_suppressed_cells_add_up_over_releases() -> None:
+    cfg = _cfg()
+    agg = _agg(cfg)
+    totals = []
+    for day in (0, 1):
+        agg.holdout(_tok(1), _open(cfg) + day * 86_400 + 60)
+        window = agg.close(_open(cfg) + day * 86_400 + 12 * 3600)
+        assert window is not None
+        totals.append(window.payload["cells_suppressed"])
+    assert totals[0] > 0 and agg.cells_suppressed_total == sum(totals)
+    assert agg.windows_closed == 2

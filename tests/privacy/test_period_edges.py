@@ -15,6 +15,7 @@ from edge.contract.aggregate import PeriodMessage
 from edge.privacy.daily import DEFAULT_DESIGN, DayDesign
 from edge.privacy.holders import Holding
 from edge.privacy.ledger import EpsilonLedger
+from edge.privacy.noise import DiscreteLaplace
 from edge.privacy.period import (
     PERIOD_DESIGN,
     PERIOD_STATS,
@@ -42,8 +43,7 @@ def _period(
         ledger=ledger,
         noise=lambda s: _Zero(1),
         new_id=lambda: "p-1",
-        started=0.0,
-        **kw,  # type: ignore[arg-type]
+        **{"started": 0.0, **kw},  # type: ignore[arg-type]
     )
 
 
@@ -289,3 +289,118 @@ def test_day_and_period_close_routes_each_release_and_close_all_gives_both() -> 
     assert all(m.partial and m.period_end == int(stop) for m in out)
     assert out[1].stats["footfall"].values["coffee"]["visitors"] == k
     assert agg.contributions_held() == 0 and not agg.due(_at(cfg, 30, 20))
+
+
+class _Plus(DiscreteLaplace):
+    """Noise that always draws the same value (the sampler itself is tested in test_noise)."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(1)
+        self.value = value
+
+    def sample(self) -> int:
+        return self.value
+
+
+@pytest.mark.parametrize("drawn", [2, -1])
+def test_suppression_is_decided_on_the_noisy_sum(drawn: int) -> None:
+    cfg = _cfg()
+    k = cfg.privacy.k
+    agg = PeriodAggregator(cfg, ledger=_ledger(cfg), noise=lambda s: _Plus(drawn), started=0.0)
+    for i in range(k - drawn):  # noisy: exactly k
+        _walk(agg, i, _at(cfg, 8, 10) + i, ["entrance", "coffee"])
+    for i in range(k - drawn - 1):  # noisy: k − 1
+        _walk(agg, 100 + i, _at(cfg, 9, 10) + i, ["entrance", "dairy"])
+    (window,) = agg.close_all(_at(cfg, 9, 21))
+    foot = _parse(window).stats["footfall"].values
+    assert foot["coffee"]["visitors"] == k and foot["dairy"]["visitors"] is None
+
+
+def test_a_smaller_daily_budget_and_a_partial_period_state_their_epsilon_exactly() -> None:
+    cfg = _cfg(epsilon_per_day=0.5)
+    agg = _period(cfg, _ledger(cfg), TWO, started=0.0)
+    start = _at(cfg, 8, 13)  # Monday from 13:00: 7 of 12 hours
+    late = _period(cfg, _ledger(cfg), TWO, started=start)
+    for a in (agg, late):
+        _walk(a, 1, _at(cfg, 8, 14), ["entrance", "coffee"])
+    (full,) = agg.close_all(_at(cfg, 8, 21))
+    (part,) = late.close_all(_at(cfg, 8, 21))
+    msg = _parse(full)
+    assert isinstance(msg, PeriodMessage)
+    assert msg.privacy.epsilon == 0.45 and msg.privacy.epsilon_per_day == 0.45
+    foot_full = msg.stats["footfall"]
+    assert foot_full.epsilon == 0.35 and foot_full.epsilon_per_day == 0.35
+    b = late.budget
+    n = b.tokens(7 * 3600)
+    short = _parse(part)
+    assert isinstance(short, PeriodMessage)
+    foot = short.stats["footfall"]
+    eps = Fraction(7, 20) * n / 74
+    assert round(float(eps), 10) != round(float(eps), 9)  # not a short decimal: rounding shows
+    assert foot.epsilon == round(float(eps), 9)
+    assert short.privacy.epsilon == round(float(Fraction(9, 20) * n / 74), 9)
+    assert foot.noise_scale == round(float(Fraction(74 * 4) / Fraction(7, 20)), 6)
+    assert foot.sensitivity == n * 4 and short.privacy.tokens_per_person == n
+
+
+def test_the_period_counts_from_the_opening_up_to_but_not_at_the_close() -> None:
+    cfg = _cfg()
+    k = cfg.privacy.k
+    agg = _period(cfg, _ledger(cfg))
+    t_open, close = _at(cfg, 8, 8), _at(cfg, 8, 20)
+    for i in range(k):  # an arrival at the opening exactly, then the first stays
+        _walk(agg, i, t_open, ["entrance", "coffee"])
+    agg.touch(close)
+    for i in range(100, 110):
+        _walk(agg, i, close - 120, ["entrance", "coffee"])  # its leave falls on the close
+    (window,) = agg.close_all(_at(cfg, 9, 1))
+    foot = _parse(window).stats["footfall"].values
+    assert foot["coffee"]["visitors"] == k
+    assert foot["entrance"]["visitors"] == k + 10
+
+
+def test_a_day_of_the_period_ends_on_the_monotonic_clock_too() -> None:
+    cfg = _cfg()
+    mono = [0.0]
+    agg = _period(cfg, _ledger(cfg), monotonic=lambda: mono[0])
+    _walk(agg, 1, _at(cfg, 8, 9), ["entrance", "coffee"])  # opened at 09:00: 11 h left
+    stuck = _at(cfg, 8, 9.5)
+    mono[0] = 11 * 3600 - 1
+    assert not agg.due(stuck)
+    mono[0] = 11 * 3600
+    assert agg.due(stuck)
+    assert agg.close(stuck) is None  # folded: the day ends at its close, not at the clock
+    (window,) = agg.close_all(_at(cfg, 9, 1))
+    assert _parse(window).period_end == int(_at(cfg, 8, 20))
+
+
+def test_finished_periods_are_messages_with_their_own_fields_and_counters_add_up() -> None:
+    cfg = _cfg()
+    agg = _period(cfg, _ledger(cfg))
+    _walk(agg, 1, _at(cfg, 8, 10), ["entrance", "coffee"])
+    _drain(agg, _at(cfg, 8, 20))
+    _walk(agg, 2, _at(cfg, 15, 10), ["entrance", "coffee"])
+    out = agg.close_all(_at(cfg, 15, 12))
+    assert [(w.id, w.site, w.device) for w in out] == [("p-1", cfg.site, cfg.device)] * 2
+    assert [(w.start, w.end) for w in out] == [
+        (int(_at(cfg, 8, 8)), int(_at(cfg, 8, 20))),
+        (int(_at(cfg, 15, 8)), int(_at(cfg, 15, 12))),
+    ]
+    assert agg.windows_closed == 2
+    assert agg.cells_suppressed_total == sum(w.payload["cells_suppressed"] for w in out) > 11
+
+
+def test_day_and_period_close_with_partial_routes_to_the_open_release() -> None:
+    cfg = _cfg()
+    k = cfg.privacy.k
+    agg = DayAndPeriod(cfg, ledger=_ledger(cfg), noise=lambda s: _Zero(1), started=0.0)
+    for i in range(k):
+        _walk(agg, i, _at(cfg, 8, 10) + i, ["entrance", "coffee"])
+    stop = _at(cfg, 8, 12)
+    day = agg.close(stop, partial=True)  # the day segment is open: it goes first
+    assert day is not None and day.payload["release"] == "day" and day.payload["partial"]
+    assert day.end == int(stop)
+    period = agg.close(stop, partial=True)  # then the period so far
+    assert period is not None and period.payload["release"] == "period"
+    assert period.payload["partial"] is True and period.end == int(stop)
+    assert agg.close(stop, partial=True) is None
