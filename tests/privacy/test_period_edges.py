@@ -394,13 +394,65 @@ def test_day_and_period_close_with_partial_routes_to_the_open_release() -> None:
     cfg = _cfg()
     k = cfg.privacy.k
     agg = DayAndPeriod(cfg, ledger=_ledger(cfg), noise=lambda s: _Zero(1), started=0.0)
+    coupon = cfg.campaigns[0].id
     for i in range(k):
         _walk(agg, i, _at(cfg, 8, 10) + i, ["entrance", "coffee"])
+        agg.offer(_tok(i), coupon, _at(cfg, 8, 11))
+        agg.holdout(_tok(i), _at(cfg, 8, 11))
     stop = _at(cfg, 8, 12)
     day = agg.close(stop, partial=True)  # the day segment is open: it goes first
     assert day is not None and day.payload["release"] == "day" and day.payload["partial"]
+    stats = day.payload["stats"]
+    assert stats["offers"]["values"]["*"][coupon] == k
+    assert stats["holdout"]["values"]["*"]["tokens"] == k
     assert day.end == int(stop)
     period = agg.close(stop, partial=True)  # then the period so far
     assert period is not None and period.payload["release"] == "period"
     assert period.payload["partial"] is True and period.end == int(stop)
     assert agg.close(stop, partial=True) is None
+
+
+def test_day_and_period_pass_every_setting_to_both_releases() -> None:
+    cfg = _cfg()
+    k = cfg.privacy.k
+    mono = [1000.0]
+    agg = DayAndPeriod(
+        cfg,
+        period_design=TWO,
+        ledger=_ledger(cfg),
+        noise=lambda s: _Plus(2),
+        new_id=lambda: "x",
+        monotonic=lambda: mono[0],
+        started=_at(cfg, 8, 14),
+    )
+    for i in range(10):  # before the start: neither release counts them
+        _walk(agg, 500 + i, _at(cfg, 8, 10) + i, ["entrance", "coffee"])
+    assert agg.contributions_held() == 0
+    for i in range(k - 2):  # noisy: k in each release
+        _walk(agg, i, _at(cfg, 8, 15) + i, ["entrance", "coffee"])
+    mono[0] = 1010.0
+    assert agg.period.held(mono[0]) == Holding(k - 2, 10.0, agg.budget.hold_s)
+    out = [_parse(w) for w in agg.close_all(_at(cfg, 8, 21))]
+    assert [(m.release, m.id, m.period_start) for m in out] == [
+        ("day", "x", int(_at(cfg, 8, 14))),
+        ("period", "x", int(_at(cfg, 8, 14))),
+    ]
+    day, period = out
+    assert day.stats["transitions"].values["entrance"]["coffee"] == k
+    assert set(day.stats) == {"dwell", "transitions", "offers", "holdout"}
+    assert set(period.stats) == {"footfall", "arrivals"}
+    assert period.stats["footfall"].values["coffee"]["visitors"] == k
+
+
+def test_epsilon_per_day_is_stated_to_nine_places() -> None:
+    cfg = _cfg(epsilon_per_day=0.123456789)
+    agg = _period(cfg, _ledger(cfg), TWO)
+    _walk(agg, 1, _at(cfg, 8, 10), ["entrance", "coffee"])
+    (window,) = agg.close_all(_at(cfg, 8, 21))
+    msg = _parse(window)
+    assert isinstance(msg, PeriodMessage)
+    eps = Fraction("0.123456789")
+    assert msg.stats["footfall"].epsilon_per_day == round(float(eps * Fraction(7, 10)), 9)
+    assert msg.privacy.epsilon_per_day == round(float(eps * Fraction(9, 10)), 9)
+    assert round(float(eps * Fraction(9, 10)), 10) != msg.privacy.epsilon_per_day
+    assert round(float(eps * Fraction(7, 10)), 10) != msg.stats["footfall"].epsilon_per_day
