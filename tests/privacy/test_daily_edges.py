@@ -77,6 +77,8 @@ def test_the_day_payload_lists_every_cell_exactly() -> None:
         agg.holdout(_tok(i), t0)
     window = agg.close(_open(cfg) + 12 * 3600)
     assert window is not None
+    assert (window.id, window.site, window.device) == ("d-1", cfg.site, cfg.device)
+    assert (window.start, window.end) == (int(_open(cfg)), int(_open(cfg)) + 12 * 3600)
     p = dict(window.payload)
     stats = p.pop("stats")
     n = agg.budget.tokens_per_day
@@ -353,6 +355,12 @@ def test_a_spent_day_is_withheld_without_a_claim_and_segments_sit_under_minus_st
     assert (again.windows_withheld, again.windows_closed) == (1, 0)
     assert ledger.published("2027-03-10") == 2  # nothing claimed for it
     assert again.contributions_held() == 0 and not again.due(t_open + 12 * 3600)
+    again.holdout(_tok(3), t_open + 86_400 + 60)  # the next day has its budget
+    assert again.close(t_open + 86_400 + 12 * 3600) is not None
+    assert ledger.claim(-int(t_open + 2 * 86_400), "2027-03-12", epsilon=Fraction(1))
+    again.holdout(_tok(4), t_open + 2 * 86_400 + 60)  # that day's budget went elsewhere
+    assert again.close(t_open + 2 * 86_400 + 12 * 3600) is None
+    assert (again.windows_withheld, again.windows_closed) == (2, 1)
 
 
 def test_privacy_figures_of_the_day_release() -> None:
