@@ -127,9 +127,15 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--write", action="store_true", help="update docs/PERFORMANCE.md")
+    ap.add_argument(
+        "--config",
+        type=Path,
+        default=ROOT / "firmware_configs" / "stores" / "demo-store.yaml",
+        help="store config to simulate (default: the demo store)",
+    )
     args = ap.parse_args()
 
-    cfg = load_config(ROOT / "firmware_configs" / "stores" / "demo-store.yaml")
+    cfg = load_config(args.config)
     t0 = time.perf_counter()
     sim, items = generate(cfg, args.minutes, args.seed)
     gen_s = time.perf_counter() - t0

@@ -171,9 +171,15 @@ def main() -> int:
     ap.add_argument("--sigma", type=float, nargs="+", default=[4.0, 6.0, 8.0])
     ap.add_argument("--iid", action="store_true", help="i.i.d. shadowing instead (comparison)")
     ap.add_argument("--write", action="store_true", help="update docs/PERFORMANCE.md")
+    ap.add_argument(
+        "--config",
+        type=Path,
+        default=ROOT / "edge" / "daemon" / "demo-store.yaml",
+        help="store config to simulate (default: the demo store)",
+    )
     args = ap.parse_args()
 
-    base = load_config(ROOT / "edge" / "daemon" / "demo-store.yaml")
+    base = load_config(args.config)
     model = "iid" if args.iid else "correlated"
     header = (
         "| shadowing | σ dB | method | accuracy | BLE path | app path (beacons only) "

@@ -28,7 +28,7 @@ _LOGGER = logging.getLogger(__name__)
 PACE_WINDOW_S = 300.0
 STEP_S = 1.0  # the forward filter advances on the once-a-second tick
 LATE_STEP_S = 2.0  # or when levels have waited this long for a tick
-SWITCH_RATIO = 4.0  # a zone takes over when it is this many times likelier than the current
+SWITCH_RATIO = 12.0  # a zone takes over when it is this many times likelier than the current
 
 
 @dataclass(slots=True)

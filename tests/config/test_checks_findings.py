@@ -64,10 +64,11 @@ def test_a_duplicate_campaign_id() -> None:
 
 def test_an_unknown_beacon_lists_the_known_ones() -> None:
     known = ", ".join(sorted(b["id"] for b in BASE["store"]["beacons"]))
+    index = len(BASE["store"]["zones"][3]["beacons"])  # appended after the zone's own
     found = _findings(lambda d: _store(d)["zones"][3]["beacons"].append("b-nope"))
     assert found == [
         (
-            ("store", "zones", 3, "beacons", 1),
+            ("store", "zones", 3, "beacons", index),
             f"unknown beacon 'b-nope' (store.beacons has: {known})",
         )
     ]
@@ -93,9 +94,16 @@ def test_a_beacon_in_two_zones_is_reported_at_the_second() -> None:
         _store(d)["zones"][4]["beacons"].append("b-entrance")
         _store(d)["zones"][6]["beacons"].append("b-entrance")
 
+    at = {z: len(BASE["store"]["zones"][z]["beacons"]) for z in (4, 6)}  # after their own
     assert _findings(share) == [
-        (("store", "zones", 4, "beacons", 1), "beacon 'b-entrance' is already in zone 'entrance'"),
-        (("store", "zones", 6, "beacons", 1), "beacon 'b-entrance' is already in zone 'entrance'"),
+        (
+            ("store", "zones", 4, "beacons", at[4]),
+            "beacon 'b-entrance' is already in zone 'entrance'",
+        ),
+        (
+            ("store", "zones", 6, "beacons", at[6]),
+            "beacon 'b-entrance' is already in zone 'entrance'",
+        ),
     ]
 
 

@@ -51,7 +51,7 @@ def test_typo_in_field_name_gives_line_and_hint(tmp_path: Path) -> None:
 
 
 def test_zone_with_unknown_beacon_gives_line(tmp_path: Path) -> None:
-    text = DEMO.read_text().replace("beacons: [b-snacks]", "beacons: [b-snackz]")
+    text = DEMO.read_text().replace("beacons: [b-snacks,", "beacons: [b-snackz,")
     bad = tmp_path / "ref.yaml"
     bad.write_text(text)
     line = next(i for i, ln in enumerate(text.splitlines(), 1) if "b-snackz" in ln)

@@ -70,15 +70,16 @@ def test_summary_numbers_are_sane(demo_run: tuple[Path, dict[str, object], str])
     assert isinstance(s["shoppers"], int) and s["shoppers"] > 20
     assert 0 < s["opted_in"] < s["shoppers"]  # type: ignore[operator]
     assert 0 < s["opted_in_detected"] <= s["opted_in"]  # type: ignore[operator]
-    # seed 3, 20 simulated minutes, correlated shadowing (the demo default) gives 0.8308
+    # seed 3, 20 simulated minutes, correlated shadowing (the demo default) gives 0.9125
     # (deterministic on this code); ±0.02 admits platform noise in float sums, not another
-    # tracker: the previous forward filter gives 0.7669 / 0.8318 / 0.3981 and 6.0 s on the
-    # same run and fails every pin below (docs/TESTING.md)
-    assert abs(s["zone_accuracy"] - 0.8308) <= 0.02  # type: ignore[operator]
+    # tracker or placement: the same tracker on the demo store's earlier placement (one
+    # receiver at the wall, one beacon per zone) gives 0.7927 / 0.8439 / 0.5074 and fails
+    # every pin below (docs/TESTING.md)
+    assert abs(s["zone_accuracy"] - 0.9125) <= 0.02  # type: ignore[operator]
     # the split a single accuracy hides (seeded values, same run; tolerances documented in
     # docs/TESTING.md): standing is easier, walking is where a tracker is tested
-    assert abs(s["zone_accuracy_still"] - 0.8725) <= 0.02  # type: ignore[operator]
-    assert abs(s["zone_accuracy_moving"] - 0.5964) <= 0.05  # type: ignore[operator]
+    assert abs(s["zone_accuracy_still"] - 0.9603) <= 0.02  # type: ignore[operator]
+    assert abs(s["zone_accuracy_moving"] - 0.6694) <= 0.05  # type: ignore[operator]
     latency = s["zone_change_latency_s"]
     assert latency["changes"] > 100 and 2.0 <= latency["median"] <= 5.0  # type: ignore[index]
     assert s["coverage"] >= 0.97  # type: ignore[operator]

@@ -51,8 +51,9 @@ def test_clear_move_changes_zone_with_previous_dwell() -> None:
     assert tr.zone_of(TOKEN) == "snacks"
     enter = [e for e in events if e.kind is PresenceKind.ENTER][-1]
     assert enter.previous_zone == "coffee"
-    # the move is followed within a few seconds (the filter's latency; bench_presence.py)
-    assert 9.0 <= enter.previous_dwell_s <= 17.0
+    # the move (a jump: no walk between the zones) is followed within seconds, once the new
+    # zone is SWITCH_RATIO times likelier (the filter's latency; bench_presence.py)
+    assert 9.0 <= enter.previous_dwell_s <= 19.0
 
 
 def test_dwell_events_are_periodic() -> None:
