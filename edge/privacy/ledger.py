@@ -66,7 +66,10 @@ class EpsilonLedger:
             self.recovered_from = aside.name
             self._db = self._open()
             day = today if today is not None else time.strftime("%Y-%m-%d")
-            self._db.execute("INSERT OR IGNORE INTO exhausted (day) VALUES (?)", (day,))
+            self._db.execute(
+                "INSERT OR IGNORE INTO exhausted (day) VALUES (?)",
+                (day,),
+            )
             _LOGGER.error(
                 "privacy ledger %s unreadable; moved aside to %s; %s counts as fully spent",
                 path,
@@ -107,7 +110,10 @@ class EpsilonLedger:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                if db.execute("SELECT 1 FROM published WHERE slot = ?", (slot_start,)).fetchone():
+                if db.execute(
+                    "SELECT 1 FROM published WHERE slot = ?",
+                    (slot_start,),
+                ).fetchone():
                     db.execute("ROLLBACK")
                     return False
                 if self._spent(local_day) + eps > self.budget.epsilon_per_day:
@@ -127,29 +133,42 @@ class EpsilonLedger:
 
     def _prune(self, slot_start: int, local_day: str) -> None:
         self._db.execute(
-            "DELETE FROM published WHERE abs(slot) < ?", (abs(slot_start) - KEEP_DAYS * 86_400,)
+            "DELETE FROM published WHERE abs(slot) < ?",
+            (abs(slot_start) - KEEP_DAYS * 86_400,),
         )
         try:
             oldest = dt.date.fromisoformat(local_day) - dt.timedelta(days=KEEP_DAYS)
         except ValueError:
             return
-        self._db.execute("DELETE FROM exhausted WHERE day < ?", (oldest.isoformat(),))
+        self._db.execute(
+            "DELETE FROM exhausted WHERE day < ?",
+            (oldest.isoformat(),),
+        )
 
     def _spent(self, local_day: str) -> Fraction:
         """Exact ε recorded for the day (the whole day's budget if the day was lost)."""
-        rows = self._db.execute("SELECT epsilon FROM published WHERE day = ?", (local_day,))
+        rows = self._db.execute(
+            "SELECT epsilon FROM published WHERE day = ?",
+            (local_day,),
+        )
         fallback = self.budget.epsilon_per_window  # rows written before ε was recorded
         total = sum(
             (Fraction(eps) if eps is not None else fallback for (eps,) in rows), Fraction(0)
         )
-        if self._db.execute("SELECT 1 FROM exhausted WHERE day = ?", (local_day,)).fetchone():
+        if self._db.execute(
+            "SELECT 1 FROM exhausted WHERE day = ?",
+            (local_day,),
+        ).fetchone():
             return max(total, self.budget.epsilon_per_day)
         return total
 
     def published(self, local_day: str) -> int:
         """Windows published on that local day."""
         with self._lock:
-            row = self._db.execute("SELECT COUNT(*) FROM published WHERE day = ?", (local_day,))
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM published WHERE day = ?",
+                (local_day,),
+            )
             return int(row.fetchone()[0])
 
     def spent_exact(self, local_day: str) -> Fraction:
