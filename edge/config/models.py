@@ -255,8 +255,15 @@ class Presence(Strict):
         default=30.0, gt=0, le=30.0, description="forget a token this long after its last sighting"
     )
     stale_anchor_s: float = Field(default=8.0, gt=0, le=30.0)
-    smoothing_alpha: float = Field(default=0.6, gt=0, le=1)
-    hysteresis_db: float = Field(default=4.0, ge=0, le=30)
+    switch_ratio: float = Field(
+        default=4.0,
+        ge=1.0,
+        le=1000.0,
+        description="a zone takes over when it is this many times likelier than the current "
+        "one: higher means fewer false switches but slower zone changes; 12 suits two "
+        "receivers and two beacons per zone, the default 4 sparser placements "
+        "(docs/OPERATIONS.md)",
+    )
     dwell_update_s: float = Field(default=10.0, gt=0, le=600)
     max_tokens: int = Field(default=20_000, ge=10, le=1_000_000)
 

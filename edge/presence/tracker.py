@@ -28,7 +28,6 @@ _LOGGER = logging.getLogger(__name__)
 PACE_WINDOW_S = 300.0
 STEP_S = 1.0  # the forward filter advances on the once-a-second tick
 LATE_STEP_S = 2.0  # or when levels have waited this long for a tick
-SWITCH_RATIO = 12.0  # a zone takes over when it is this many times likelier than the current
 
 
 @dataclass(slots=True)
@@ -98,7 +97,7 @@ class PresenceTracker:
     every anchor heard since, as an AR(1) innovation against that anchor's previous level: a
     dwell accumulates evidence as fast as the shadowing decorrelates, not per packet. The
     zone changes when another zone's probability beats the current one's by
-    ``SWITCH_RATIO``.
+    ``presence.switch_ratio``.
     """
 
     holder_name = "presence.tracker"
@@ -117,6 +116,7 @@ class PresenceTracker:
         self._ttl = cfg.presence.token_ttl_s
         self._retention = cfg.privacy.raw_retention_s
         self._dwell_every = cfg.presence.dwell_update_s
+        self._switch_ratio = cfg.presence.switch_ratio
         self._max_tokens = cfg.presence.max_tokens
         self._tokens: dict[bytes, TokenState] = {}
         self._index = self._layout.anchor_index
@@ -243,7 +243,7 @@ class PresenceTracker:
             return
         if zone != st.zone:
             current = post[self._layout.zone_index[st.zone]]
-            if post[best] >= SWITCH_RATIO * current:
+            if post[best] >= self._switch_ratio * current:
                 self._enter(token, st, zone, now)
                 return
         if now - st.last_dwell_emit >= self._dwell_every:

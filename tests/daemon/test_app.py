@@ -111,7 +111,7 @@ async def test_reload_keeps_counters_applies_display_and_counts_new_campaigns(
         assert app.aggregator._counts.offers["tea-new"] == 1
 
         # a section that cannot change live is reported, not silently ignored
-        data.setdefault("presence", {})["hysteresis_db"] = 6.0
+        data.setdefault("presence", {})["switch_ratio"] = 6.0
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         result = await app.service.reload()
         assert result.ok and result.restart_needed == ["presence"]

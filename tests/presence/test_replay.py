@@ -177,13 +177,11 @@ def test_beacon_only_store_is_evaluated_from_phone_side_sightings(tmp_path: Path
     assert result["walks"] == 1  # no frame, no walk id: the whole trace is one phone
     # Not a benchmark of the tracker (docs/PERFORMANCE.md has those), only that phone-side
     # beacon RSSI alone finds every zone: each is caught within a quarter of its dwell.
-    assert result["accuracy"] >= 0.75
+    assert result["accuracy"] >= 0.8
     assert set(result["per_zone"]) == {"a", "b", "c"}
     assert all(z["accuracy"] >= 0.6 for z in result["per_zone"].values())
     assert result["zone_changes_caught"] == 2
-    # three beacons in a line, one per zone: a sparse placement, where the switch rule's
-    # 12:1 odds (edge/presence/tracker.py SWITCH_RATIO) take longer to build (13 s here)
-    assert result["latency_median_s"] is not None and result["latency_median_s"] <= 15.0
+    assert result["latency_median_s"] is not None and result["latency_median_s"] <= 10.0
     assert result["flaps"] == 0  # a straight walk: every estimate change follows a true one
 
 

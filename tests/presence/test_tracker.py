@@ -52,7 +52,7 @@ def test_clear_move_changes_zone_with_previous_dwell() -> None:
     enter = [e for e in events if e.kind is PresenceKind.ENTER][-1]
     assert enter.previous_zone == "coffee"
     # the move (a jump: no walk between the zones) is followed within seconds, once the new
-    # zone is SWITCH_RATIO times likelier (the filter's latency; bench_presence.py)
+    # zone is presence.switch_ratio (12 in the demo store) times likelier (bench_presence.py)
     assert 9.0 <= enter.previous_dwell_s <= 19.0
 
 
