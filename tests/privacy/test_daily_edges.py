@@ -5,6 +5,7 @@ behind, a spent day, and the bookkeeping's purge boundary."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from fractions import Fraction
@@ -142,6 +143,10 @@ def test_day_budget_figures_at_their_boundaries() -> None:
     n, rest = b.tokens(3600), b.tokens(7200)
     assert b.segment_epsilon(Fraction(1, 2), 3600, 7200) == Fraction(1, 2) * n / (n + rest)
     assert b.worst_case_per_day == b.epsilon_per_day == 1
+    # a stretch of no time (or a negative one) counts as 0 s: shown with a slack that is a
+    # whole rotation (valid configs cannot have one, so build the budget directly)
+    whole = dataclasses.replace(b, slack_s=Fraction(600))
+    assert whole.tokens(-1.0) == whole.tokens(0) == 2 and whole.tokens(0.5) == 3
 
 
 def test_design_checks_and_zero_shares() -> None:
@@ -293,6 +298,7 @@ def test_the_default_hours_run_from_local_midnight_to_the_next() -> None:
     agg.holdout(_tok(1), midnight + 23.5 * 3600)
     assert agg.local_day(midnight + 23.5 * 3600) == "2027-01-20"
     assert agg.local_day(midnight - 1) == "2027-01-19"
+    assert agg.local_day(midnight + 1800) == "2027-01-20"  # 23:30 UTC on the 19th
     assert not agg.due(midnight + 86_400 - 0.001) and agg.due(midnight + 86_400)
     msg = _message(agg, midnight + 86_400)
     assert (msg.period_start, msg.period_end, msg.day) == (

@@ -110,6 +110,17 @@ def test_a_summed_period_payload_is_exact() -> None:
     assert not agg.due(_at(cfg, 30, 20))  # nothing left open
 
 
+def test_a_two_day_period_is_the_shortest() -> None:
+    cfg = _cfg(period_days=2)
+    agg = _period(cfg, _ledger(cfg))
+    _walk(agg, 1, _at(cfg, 8, 10), ["entrance", "coffee"])
+    (window,) = agg.close_all(_at(cfg, 8, 21))
+    msg = _parse(window)
+    assert isinstance(msg, PeriodMessage)
+    first = dt.date.fromisoformat(msg.first_day)
+    assert dt.date.fromisoformat(msg.last_day) - first == dt.timedelta(days=1)
+
+
 def test_periods_are_aligned_to_the_calendar() -> None:
     week = _period(_cfg(), _ledger(_cfg()))
     assert week.days == 7
