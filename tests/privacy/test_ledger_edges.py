@@ -181,6 +181,8 @@ def test_explicit_epsilon_per_claim_is_summed_exactly() -> None:
     assert ledger.remaining_exact(_day(1)) == Fraction(1, 2)
     assert ledger.remaining(_day(1)) == 0.5 and ledger.spent(_day(1)) == 0.5
     assert ledger.published(DAY) == 3
+    empty = ledger.spent_exact(_day(9))  # a day with nothing recorded: an exact zero
+    assert isinstance(empty, Fraction) and empty == 0
     ledger.close()
 
 
