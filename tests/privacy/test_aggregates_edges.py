@@ -12,11 +12,12 @@ import pytest
 
 from edge.config.models import AppConfig
 from edge.events import PresenceKind
-from edge.privacy import Budget, DiscreteLaplace, WindowAggregator
+from edge.privacy import Budget, WindowAggregator
 from edge.privacy.aggregates import DWELL_BUCKETS_S, DWELL_LABELS, dwell_bucket
 from edge.privacy.holders import Holding
 from edge.privacy.ledger import EpsilonLedger
 from tests.helpers import demo_config
+from tests.privacy.fixed_noise import FixedNoise
 from tests.privacy.test_aggregates import _ev, _Mono, _NoNoise
 
 T0 = 1_800_000_000 - (1_800_000_000 % 900)  # a window start (aligned to the epoch)
@@ -363,22 +364,11 @@ def test_campaigns_set_at_runtime_keep_known_counts(before: bool) -> None:
     assert nxt is not None and nxt.payload["cells"] == len(cfg.store.zones) * 7 + 2 + 1
 
 
-class _Plus(DiscreteLaplace):
-    """Noise that always draws the same value (the sampler itself is tested in test_noise)."""
-
-    def __init__(self, value: int) -> None:
-        super().__init__(1)
-        self.value = value
-
-    def sample(self) -> int:
-        return self.value
-
-
 @pytest.mark.parametrize("drawn", [3, -2])
 def test_suppression_is_decided_on_the_noisy_count(drawn: int) -> None:
     cfg = demo_config()
     k = cfg.privacy.k
-    agg = _agg(cfg, noise=_Plus(drawn))
+    agg = _agg(cfg, noise=FixedNoise(drawn))
     for i in range(k - drawn):  # noisy: exactly k, published as k
         agg.presence(_ev(PresenceKind.ENTER, i, "coffee", T0))
     for i in range(100, 100 + k - drawn - 1):  # noisy: k − 1, suppressed

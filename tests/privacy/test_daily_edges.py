@@ -27,8 +27,8 @@ from edge.privacy.daily import (
 )
 from edge.privacy.holders import Holding
 from edge.privacy.ledger import EpsilonLedger
-from edge.privacy.noise import DiscreteLaplace
 from tests.helpers import demo_config
+from tests.privacy.fixed_noise import FixedNoise
 from tests.privacy.test_daily import _ev, _message, _open, _walk, _Zero
 
 
@@ -409,17 +409,6 @@ def test_the_bookkeeping_purge_boundary_is_one_token_lifetime() -> None:
     assert agg.forget(_tok(1)) == 0 and agg.forget(_tok(2)) == 1
 
 
-class _Plus(DiscreteLaplace):
-    """Noise that always draws the same value (the sampler itself is tested in test_noise)."""
-
-    def __init__(self, value: int) -> None:
-        super().__init__(1)
-        self.value = value
-
-    def sample(self) -> int:
-        return self.value
-
-
 @pytest.mark.parametrize("drawn", [2, -1])
 def test_suppression_is_decided_on_the_noisy_count(drawn: int) -> None:
     cfg = _cfg()
@@ -427,7 +416,7 @@ def test_suppression_is_decided_on_the_noisy_count(drawn: int) -> None:
     agg = DayAggregator(
         cfg,
         ledger=EpsilonLedger(None, Budget.from_config(cfg)),
-        noise=lambda s: _Plus(drawn),
+        noise=lambda s: FixedNoise(drawn),
         started=0.0,
     )
     for i in range(k - drawn):  # noisy: exactly k

@@ -15,7 +15,6 @@ from edge.contract.aggregate import PeriodMessage
 from edge.privacy.daily import DEFAULT_DESIGN, DayDesign
 from edge.privacy.holders import Holding
 from edge.privacy.ledger import EpsilonLedger
-from edge.privacy.noise import DiscreteLaplace
 from edge.privacy.period import (
     PERIOD_DESIGN,
     PERIOD_STATS,
@@ -23,6 +22,7 @@ from edge.privacy.period import (
     PeriodAggregator,
     day_design_beside,
 )
+from tests.privacy.fixed_noise import FixedNoise
 from tests.privacy.test_period import _at, _cfg, _drain, _ledger, _parse, _walk, _Zero
 
 TWO = DayDesign(
@@ -302,22 +302,11 @@ def test_day_and_period_close_routes_each_release_and_close_all_gives_both() -> 
     assert agg.contributions_held() == 0 and not agg.due(_at(cfg, 30, 20))
 
 
-class _Plus(DiscreteLaplace):
-    """Noise that always draws the same value (the sampler itself is tested in test_noise)."""
-
-    def __init__(self, value: int) -> None:
-        super().__init__(1)
-        self.value = value
-
-    def sample(self) -> int:
-        return self.value
-
-
 @pytest.mark.parametrize("drawn", [2, -1])
 def test_suppression_is_decided_on_the_noisy_sum(drawn: int) -> None:
     cfg = _cfg()
     k = cfg.privacy.k
-    agg = PeriodAggregator(cfg, ledger=_ledger(cfg), noise=lambda s: _Plus(drawn), started=0.0)
+    agg = PeriodAggregator(cfg, ledger=_ledger(cfg), noise=lambda s: FixedNoise(drawn), started=0.0)
     for i in range(k - drawn):  # noisy: exactly k
         _walk(agg, i, _at(cfg, 8, 10) + i, ["entrance", "coffee"])
     for i in range(k - drawn - 1):  # noisy: k − 1
@@ -431,7 +420,7 @@ def test_day_and_period_pass_every_setting_to_both_releases() -> None:
         cfg,
         period_design=TWO,
         ledger=_ledger(cfg),
-        noise=lambda s: _Plus(2),
+        noise=lambda s: FixedNoise(2),
         new_id=lambda: "x",
         monotonic=lambda: mono[0],
         started=_at(cfg, 8, 14),
