@@ -5,7 +5,6 @@ token bound and noise scale, the ε reserved per day in the ledger (restart-safe
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
@@ -14,12 +13,11 @@ from pydantic import ValidationError
 
 from edge.config.models import AppConfig
 from edge.contract.aggregate import DayMessage, PeriodMessage, cells, parse
-from edge.events import AggregateWindow, PresenceEvent, PresenceKind
+from edge.events import AggregateWindow
 from edge.privacy.budget import Budget
 from edge.privacy.daily import DEFAULT_DESIGN, DayAggregator
 from edge.privacy.holders import RawHolder
 from edge.privacy.ledger import EpsilonLedger
-from edge.privacy.noise import DiscreteLaplace
 from edge.privacy.period import (
     PERIOD_DESIGN,
     DayAndPeriod,
@@ -29,13 +27,9 @@ from edge.privacy.period import (
 from edge.privacy.release import close_all, make_aggregator
 from tests.asyncapi_schemas import check
 from tests.helpers import demo_config
+from tests.privacy.test_daily import _walk, _Zero
 
 ZONES = ["entrance", "produce", "bakery", "checkout", "beverages", "snacks", "coffee", "dairy"]
-
-
-class _Zero(DiscreteLaplace):
-    def sample(self) -> int:
-        return 0
 
 
 def _cfg(**privacy: object) -> AppConfig:
@@ -56,19 +50,6 @@ def _ledger(cfg: AppConfig) -> EpsilonLedger:
 
 def _period(cfg: AppConfig, ledger: EpsilonLedger, *, started: float = 0.0) -> PeriodAggregator:
     return PeriodAggregator(cfg, ledger=ledger, noise=lambda s: _Zero(1), started=started)
-
-
-def _ev(kind: PresenceKind, token: int, zone: str, ts: float, prev: str | None = None,
-        dwell: float = 0.0, prev_dwell: float = 0.0) -> PresenceEvent:  # fmt: skip
-    return PresenceEvent(kind, token.to_bytes(16, "big"), 1, zone, prev, dwell, 0.0, ts, prev_dwell)
-
-
-def _walk(agg: DayAggregator, token: int, ts: float, zones: list[str]) -> None:
-    """A token arriving at ``zones[0]`` that stays 45 s in each of the rest, then goes."""
-    agg.presence(_ev(PresenceKind.ENTER, token, zones[0], ts))
-    for i, (a, b) in enumerate(itertools.pairwise(zones)):
-        agg.presence(_ev(PresenceKind.ENTER, token, b, ts + 60 * (i + 1), a, 0.0, 45.0))
-    agg.presence(_ev(PresenceKind.LEAVE, token, zones[-1], ts + 60 * len(zones), dwell=45.0))
 
 
 def _drain(agg: DayAggregator, now: float) -> list[AggregateWindow]:
